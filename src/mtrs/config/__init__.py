@@ -1,0 +1,30 @@
+"""Job configuration: pydantic models, TOML loading and the name registry."""
+
+from __future__ import annotations
+
+from mtrs.config.load import load_config, dump_config
+from mtrs.config.models import (
+    DataConfig,
+    FeatureConfig,
+    JobConfig,
+    ModelConfig,
+    RecommendConfig,
+    RelationConfig,
+    SplitConfig,
+    TaskConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DataConfig",
+    "FeatureConfig",
+    "JobConfig",
+    "ModelConfig",
+    "RecommendConfig",
+    "RelationConfig",
+    "SplitConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "dump_config",
+    "load_config",
+]

@@ -1,0 +1,253 @@
+"""Pydantic models of one job's TOML config; every table rejects unknown keys."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FeatureKind = Literal["categorical", "numeric", "multi_hot", "history"]
+FeatureGroup = Literal["user", "behaviour", "item", "context"]
+TaskType = Literal["binary", "regression", "multiclass"]
+TaskScope = Literal["event", "user"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config table: unknown keys are errors, fields are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    """Where the tables are and which columns identify users, items and time.
+
+    Paths are relative to the config file's directory unless absolute.
+    """
+
+    interactions: str
+    users: str | None = None
+    items: str | None = None
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+
+
+class FeatureConfig(StrictModel):
+    """One input feature, declared once and addressed by name.
+
+    ``kind`` decides the encoding; ``group`` tags the source (user, behaviour, item, context).
+    A ``history`` feature is computed by mtrs: the last ``max_length`` items the user interacted
+    with strictly before the event, where "interacted" means ``history_filter`` equals 1 (every
+    event if unset). It shares the embedding table of the categorical feature ``item_feature``.
+    """
+
+    name: str
+    column: str | None = None
+    kind: FeatureKind
+    group: FeatureGroup
+    embedding_dim: int | None = Field(default=None, ge=1)
+    min_count: int = Field(default=1, ge=1)
+    hash_buckets: int = Field(default=0, ge=0)
+    log1p: bool = False
+    separator: str = "|"
+    max_length: int = Field(default=20, ge=1)
+    pooling: Literal["mean", "din", "transformer"] = "mean"
+    item_feature: str | None = None
+    history_filter: str | None = None
+    history_value: str | None = None
+
+    @property
+    def source_column(self) -> str:
+        """The table column this feature reads (defaults to its name)."""
+        return self.column or self.name
+
+    @model_validator(mode="after")
+    def _check_kind_options(self) -> FeatureConfig:
+        if self.kind == "history":
+            if self.group != "behaviour":
+                raise ValueError(f"feature '{self.name}': a history feature has group 'behaviour'")
+        elif self.group == "behaviour" and self.kind != "numeric":
+            # Behaviour aggregates (counts, recency) are fine as numeric or categorical.
+            pass
+        return self
+
+
+class TaskConfig(StrictModel):
+    """One prediction task, addressed by ``name`` in outputs, metrics, weights and merges.
+
+    A row whose label is missing, or whose ``condition`` column is not 1, adds no loss and no
+    metric for this task. A ``user`` scoped task (profiling) reads only the user-side inputs.
+    """
+
+    name: str
+    type: TaskType
+    label: str
+    scope: TaskScope = "event"
+    weight: float = Field(default=1.0, ge=0.0)
+    condition: str | None = None
+    num_classes: int | None = Field(default=None, ge=2)
+    positive_threshold: float | None = None
+
+
+class RelationConfig(StrictModel):
+    """A relation between named tasks, e.g. the ESMM funnel p(child∧parent)=p(parent)·p(child|parent)."""
+
+    type: Literal["esmm"] = "esmm"
+    parent: str
+    child: str
+    name: str | None = None
+
+    @property
+    def joint_name(self) -> str:
+        """Name of the derived joint task (default ``<parent>_<child>``)."""
+        return self.name or f"{self.parent}_{self.child}"
+
+
+class LayerConfig(StrictModel):
+    """A task-shared or expert layer: an MLP or a Transformer encoder over feature tokens."""
+
+    type: Literal["mlp", "transformer"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    tokens: Literal["field", "group"] = "field"
+    d_model: int = Field(default=32, ge=4)
+    heads: int = Field(default=2, ge=1)
+    layers: int = Field(default=1, ge=1)
+
+
+class TowerConfig(StrictModel):
+    """Task-specific layers: an MLP, or a Transformer query over the shared tokens."""
+
+    type: Literal["mlp", "transformer"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64])
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class ExpertConfig(StrictModel):
+    """Mixture-of-experts sizes (omoe, mmoe, ple)."""
+
+    num_experts: int = Field(default=4, ge=1)
+    task_experts: int = Field(default=1, ge=0)
+    levels: int = Field(default=1, ge=1)
+
+
+class SequenceConfig(StrictModel):
+    """Settings of the behaviour-sequence encoders (DIN attention, BST Transformer)."""
+
+    attention_hidden: list[int] = Field(default_factory=lambda: [32])
+    transformer_heads: int = Field(default=2, ge=1)
+    transformer_layers: int = Field(default=1, ge=1)
+    time_gaps: bool = False
+
+
+class ModelConfig(StrictModel):
+    """The network: architecture name, embedding size, shared layer, towers and λ."""
+
+    architecture: str = "shared_bottom"
+    embedding_dim: int = Field(default=16, ge=1)
+    shared: LayerConfig = Field(default_factory=LayerConfig)
+    tower: TowerConfig = Field(default_factory=TowerConfig)
+    experts: ExpertConfig = Field(default_factory=ExpertConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    lambda_shared: float = Field(default=0.0, ge=0.0, le=1.0)
+    shared_objective: str = "reconstruction"
+
+
+class TrainConfig(StrictModel):
+    """Optimisation, early stopping, device and seed."""
+
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    early_stop: str | None = None
+    patience: int = Field(default=2, ge=0)
+    seed: int = 0
+    device: str = "auto"
+    threads: int = Field(default=0, ge=0)
+    weighting: str = "fixed"
+    eval_batch_size: int = Field(default=8192, ge=1)
+    progress: bool = True
+
+
+class SplitConfig(StrictModel):
+    """How events are split into train, validation and test."""
+
+    method: Literal["random", "temporal", "leave_last"] = "random"
+    valid_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError("valid_fraction + test_fraction must be below 1")
+        return self
+
+
+class RecommendConfig(StrictModel):
+    """Candidate generation and list merging."""
+
+    k: int = Field(default=10, ge=1)
+    merge: Literal["weighted_sum", "weighted_product", "rrf"] = "weighted_sum"
+    weights: dict[str, float] = Field(default_factory=dict)
+    rrf_k: float = Field(default=60.0, gt=0.0)
+    exclude_seen: bool = True
+    chunk_size: int = Field(default=65536, ge=1)
+
+
+class JobConfig(StrictModel):
+    """A whole job: data, features, tasks, model, training, split and recommendation."""
+
+    data: DataConfig
+    features: list[FeatureConfig]
+    tasks: list[TaskConfig]
+    relations: list[RelationConfig] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> JobConfig:
+        names = [f.name for f in self.features]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"features: duplicate feature name(s) {sorted(dup)}")
+        if not self.tasks:
+            raise ValueError("tasks: at least one [[tasks]] table is required")
+        tnames = [t.name for t in self.tasks]
+        tdup = {n for n in tnames if tnames.count(n) > 1}
+        if tdup:
+            raise ValueError(f"tasks: duplicate task name(s) {sorted(tdup)}")
+        inputs = {f.source_column for f in self.features}
+        inputs |= {f.history_value for f in self.features if f.history_value}
+        for t in self.tasks:
+            if t.label in inputs:
+                raise ValueError(
+                    f"tasks.{t.name}.label: column '{t.label}' is also an input feature; "
+                    "a label may not be used as a feature"
+                )
+            if t.type == "multiclass" and t.num_classes is None:
+                pass  # classes are fitted from the training split
+        by_name = {f.name: f for f in self.features}
+        for f in self.features:
+            if f.kind == "history":
+                ref = f.item_feature
+                if ref is None or ref not in by_name or by_name[ref].kind != "categorical":
+                    raise ValueError(
+                        f"features.{f.name}.item_feature: must name a categorical feature "
+                        "(the item id) whose embedding the history shares"
+                    )
+        known = set(tnames)
+        for r in self.relations:
+            for side in (r.parent, r.child):
+                if side not in known:
+                    raise ValueError(f"relations: task '{side}' is not declared in [[tasks]]")
+        if self.train.early_stop is not None and "/" not in self.train.early_stop:
+            raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
+        for w in self.recommend.weights:
+            if w not in known:
+                raise ValueError(f"recommend.weights: task '{w}' is not declared in [[tasks]]")
+        return self
