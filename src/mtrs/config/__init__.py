@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtrs.config.load import load_config, dump_config
+from mtrs.config.load import dump_config, load_config
 from mtrs.config.models import (
     DataConfig,
     FeatureConfig,

@@ -77,6 +77,7 @@ class TaskConfig(StrictModel):
 
     A row whose label is missing, or whose ``condition`` column is not 1, adds no loss and no
     metric for this task. A ``user`` scoped task (profiling) reads only the user-side inputs.
+    ``positive_value`` makes a binary label out of a text column (e.g. ``"F"`` for gender).
     """
 
     name: str
@@ -86,16 +87,22 @@ class TaskConfig(StrictModel):
     weight: float = Field(default=1.0, ge=0.0)
     condition: str | None = None
     num_classes: int | None = Field(default=None, ge=2)
-    positive_threshold: float | None = None
+    positive_value: str | None = None
 
 
 class RelationConfig(StrictModel):
-    """A relation between named tasks, e.g. the ESMM funnel p(child∧parent)=p(parent)·p(child|parent)."""
+    """A funnel between named tasks: p(parent ∧ child) = p(parent)·p(child | parent).
+
+    The joint probability is predicted and scored for every architecture. ``loss`` decides
+    whether training goes through it ESMM-style (the child then gets no direct loss): by
+    default only when ``model.architecture = "esmm"``.
+    """
 
     type: Literal["esmm"] = "esmm"
     parent: str
     child: str
     name: str | None = None
+    loss: bool | None = None
 
     @property
     def joint_name(self) -> str:
@@ -141,7 +148,12 @@ class SequenceConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """The network: architecture name, embedding size, shared layer, towers and λ."""
+    """The network: architecture name, embedding size, shared layer, towers and λ.
+
+    ``interactions = "dot"`` appends the pairwise dot products of the embedded fields to the
+    input (as in DLRM, Naumov et al. 2019): MLPs learn such products poorly on their own, and
+    user × item affinity is one.
+    """
 
     architecture: str = "shared_bottom"
     embedding_dim: int = Field(default=16, ge=1)
@@ -151,6 +163,7 @@ class ModelConfig(StrictModel):
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     lambda_shared: float = Field(default=0.0, ge=0.0, le=1.0)
     shared_objective: str = "reconstruction"
+    interactions: Literal["none", "dot"] = "dot"
 
 
 class TrainConfig(StrictModel):
@@ -165,6 +178,7 @@ class TrainConfig(StrictModel):
     patience: int = Field(default=2, ge=0)
     seed: int = 0
     device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     threads: int = Field(default=0, ge=0)
     weighting: str = "fixed"
     eval_batch_size: int = Field(default=8192, ge=1)
@@ -172,12 +186,17 @@ class TrainConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    """How events are split into train, validation and test."""
+    """How events are split into train, validation and test.
+
+    ``unit`` names a column whose rows stay in one split together (e.g. a rating event and the
+    negatives sampled for it); by default every row is its own unit.
+    """
 
     method: Literal["random", "temporal", "leave_last"] = "random"
     valid_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     seed: int = 0
+    unit: str | None = None
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:

@@ -1,0 +1,212 @@
+"""Model directories: safetensors weights + JSON/TOML state, written atomically, never pickled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import safetensors
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import mtrs
+from mtrs.config.load import config_from_dict, config_to_dict, dump_config
+from mtrs.config.models import JobConfig
+from mtrs.data.processor import FittedProcessor
+from mtrs.data.split import TRAIN
+from mtrs.errors import MtrsUserError
+from mtrs.model import build_model, count_parameters
+from mtrs.recommend.catalog import Catalog, build_catalog
+from mtrs.recommend.recommender import Recommender
+from mtrs.tasks.relations import EsmmRelation
+from mtrs.tasks.task import Task, job_tasks
+
+FILES = (
+    "model.safetensors",
+    "processor.json",
+    "config.toml",
+    "metrics.json",
+    "catalog.safetensors",
+    "catalog.json",
+)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON with NaN written as null (strict JSON readers reject NaN)."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not np.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if isinstance(x, np.generic):
+            return clean(x.item())
+        return x
+
+    path.write_text(json.dumps(clean(data), indent=2, allow_nan=False), encoding="utf-8")
+
+
+def metrics_document(job: Any) -> dict[str, Any]:
+    """``metrics.json``: test metrics per task plus what produced them."""
+    r = job.result
+    return {
+        "tasks": job.test_metrics,
+        "valid": r.best_valid,
+        "num_parameters": count_parameters(job.model),
+        "architecture": job.cfg.model.architecture,
+        "lambda_shared": job.cfg.model.lambda_shared,
+        "weighting": job.cfg.train.weighting,
+        "monitor": r.monitor,
+        "best_epoch": r.best_epoch,
+        "train_seconds": r.seconds,
+        "history": [
+            {
+                "epoch": e.epoch,
+                "train_loss": e.train_loss,
+                "valid": e.valid,
+                "weights": e.weights,
+                "seconds": e.seconds,
+                **e.extra,
+            }
+            for e in r.history
+        ],
+    }
+
+
+def save_job(job: Any, out_dir: str | Path) -> Path:
+    """Write a trained job as a model directory, atomically (all files or none).
+
+    Args:
+        job: A :class:`mtrs.pipeline.Job`.
+        out_dir: Target directory; an existing one is replaced only after the new one is whole.
+
+    Returns:
+        The directory.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        prepared = job.prepared
+        state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        write_json(tmp / "processor.json", prepared.processor.to_json())
+        dump_config(job.cfg, tmp / "config.toml")
+        write_json(tmp / "metrics.json", metrics_document(job))
+        items_table = getattr(prepared, "items_table", None)
+        catalog = build_catalog(
+            prepared.frame, prepared.split == TRAIN, prepared.processor, items_table
+        )
+        save_file(catalog.tensors(), str(tmp / "catalog.safetensors"))
+        write_json(tmp / "catalog.json", catalog.meta())
+        write_manifest(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_manifest(directory: Path) -> None:
+    """``manifest.json``: library versions and the sha256 of every file."""
+    files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
+    write_json(
+        directory / "manifest.json",
+        {
+            "format": "mtrs.model/1",
+            "versions": {
+                "mtrs": mtrs.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "pandas": pd.__version__,
+                "safetensors": safetensors.__version__,
+                "python": platform.python_version(),
+            },
+            "sha256": files,
+        },
+    )
+
+
+@dataclass
+class LoadedModel:
+    """A model directory in memory, ready to evaluate or recommend."""
+
+    directory: Path
+    cfg: JobConfig
+    processor: FittedProcessor
+    model: nn.Module
+    tasks: list[Task]
+    relations: list[EsmmRelation]
+    catalog: Catalog
+    metrics: dict[str, Any]
+
+    def recommender(self) -> Recommender:
+        """A recommender over the model's catalog with the config's defaults."""
+        return Recommender(
+            self.model, self.processor, self.tasks, self.relations, self.catalog, self.cfg.recommend
+        )
+
+
+def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
+    """Load a model directory from safetensors, JSON and TOML (never unpickles).
+
+    Raises:
+        MtrsUserError: Missing directory or file, or a checksum that does not match.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise MtrsUserError(f"{d}: model directory not found")
+    for name in (*FILES, "manifest.json"):
+        if not (d / name).is_file():
+            raise MtrsUserError(f"{d}: not an mtrs model directory (missing {name})")
+    manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+    if verify:
+        for name, digest in manifest["sha256"].items():
+            if _sha256(d / name) != digest:
+                raise MtrsUserError(f"{d / name}: checksum does not match manifest.json")
+    import tomllib
+
+    cfg = config_from_dict(
+        tomllib.loads((d / "config.toml").read_text("utf-8")), str(d / "config.toml")
+    )
+    proc = FittedProcessor.from_json(json.loads((d / "processor.json").read_text("utf-8")), cfg)
+    tasks, relations = job_tasks(cfg, proc)
+    model = build_model(proc, cfg, tasks)
+    state = load_file(str(d / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MtrsUserError(
+            f"{d / 'model.safetensors'}: weights do not fit the config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.eval()
+    catalog = Catalog.load(
+        json.loads((d / "catalog.json").read_text("utf-8")),
+        load_file(str(d / "catalog.safetensors")),
+    )
+    metrics = json.loads((d / "metrics.json").read_text("utf-8"))
+    return LoadedModel(d, cfg, proc, model, tasks, relations, catalog, metrics)
+
+
+__all__ = ["LoadedModel", "config_to_dict", "load_model", "save_job"]

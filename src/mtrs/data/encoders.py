@@ -1,0 +1,150 @@
+"""Per-feature encoders fitted on the training split: vocabularies, hashing, scalers, labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAD, OOV = 0, 1
+_HASH_KEY = "mtrs-hash-key-01"
+
+
+def as_keys(col: pd.Series) -> pd.Series:
+    """Values as strings, so that ``3``, ``3.0`` and ``"3"`` name the same category.
+
+    Missing values stay missing (they encode as out-of-vocabulary).
+    """
+    if pd.api.types.is_float_dtype(col):
+        vals = col.to_numpy()
+        finite = vals[~np.isnan(vals)]
+        if finite.size and np.all(finite == np.round(finite)):
+            col = col.astype("Int64")
+    out = col.astype("string")
+    return out
+
+
+@dataclass
+class Vocabulary:
+    """Category → code: 0 is padding, 1 out-of-vocabulary, 2.. the fitted values.
+
+    With ``hash_buckets`` > 0 no vocabulary is kept: code = 2 + hash(value) mod buckets.
+    """
+
+    values: list[str] = field(default_factory=list)
+    hash_buckets: int = 0
+
+    @property
+    def size(self) -> int:
+        """Rows the embedding table needs (padding and OOV included)."""
+        return 2 + (self.hash_buckets if self.hash_buckets else len(self.values))
+
+    @classmethod
+    def fit(cls, keys: pd.Series, min_count: int, hash_buckets: int = 0) -> Vocabulary:
+        """Fit on string keys; values seen fewer than ``min_count`` times go to OOV."""
+        if hash_buckets:
+            return cls([], hash_buckets)
+        counts = keys.dropna().value_counts()
+        counts = counts[counts >= min_count]
+        # Sort by frequency then value so that the vocabulary is deterministic.
+        frame = pd.DataFrame({"v": counts.index.astype(str), "c": counts.to_numpy()})
+        frame = frame.sort_values(["c", "v"], ascending=[False, True], kind="stable")
+        return cls(frame["v"].tolist(), 0)
+
+    def encode(self, keys: pd.Series) -> np.ndarray:
+        """Codes (int64) for string keys; missing or unseen → OOV."""
+        if self.hash_buckets:
+            arr = keys.fillna("\x00missing").astype(str).to_numpy(dtype=object)
+            h = pd.util.hash_array(arr, hash_key=_HASH_KEY, categorize=True)
+            codes = (h % np.uint64(self.hash_buckets)).astype(np.int64) + 2
+            codes[keys.isna().to_numpy()] = OOV
+            return codes
+        index = self._index()
+        idx = index.get_indexer(keys.astype(object).where(keys.notna(), None))
+        return np.where(idx >= 0, idx + 2, OOV).astype(np.int64)
+
+    def _index(self) -> pd.Index:
+        cached: pd.Index | None = getattr(self, "_cached_index", None)
+        if cached is None:
+            cached = pd.Index(self.values, dtype=object)
+            object.__setattr__(self, "_cached_index", cached)
+        return cached
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {"values": self.values, "hash_buckets": self.hash_buckets}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Vocabulary:
+        """Inverse of :meth:`to_json`."""
+        return cls(list(d["values"]), int(d["hash_buckets"]))
+
+
+@dataclass
+class Scaler:
+    """Standardisation ``(x - mean) / std`` after an optional ``log1p``; missing → 0 (the mean)."""
+
+    mean: float = 0.0
+    std: float = 1.0
+    log1p: bool = False
+
+    @classmethod
+    def fit(cls, values: np.ndarray, log1p: bool = False) -> Scaler:
+        """Fit on the training values (NaNs ignored)."""
+        v = np.asarray(values, dtype=np.float64)
+        if log1p:
+            v = np.log1p(np.clip(v, 0.0, None))
+        mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+        std = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0
+        return cls(mean, std if std > 1e-12 else 1.0, log1p)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Scaled float32 values."""
+        v = np.asarray(values, dtype=np.float64)
+        if self.log1p:
+            v = np.log1p(np.clip(v, 0.0, None))
+        out = (v - self.mean) / self.std
+        return np.nan_to_num(out, nan=0.0).astype(np.float32)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Back to the original scale (before log1p)."""
+        v = np.asarray(values, dtype=np.float64) * self.std + self.mean
+        return np.expm1(v) if self.log1p else v
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {"mean": self.mean, "std": self.std, "log1p": self.log1p}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Scaler:
+        """Inverse of :meth:`to_json`."""
+        return cls(float(d["mean"]), float(d["std"]), bool(d["log1p"]))
+
+
+def encode_multi_hot(
+    col: pd.Series, vocab: Vocabulary, separator: str, max_length: int
+) -> np.ndarray:
+    """Padded token codes [n, max_length] for separator-joined strings (unseen tokens dropped)."""
+    col = col.reset_index(drop=True)
+    n = len(col)
+    tokens = col.fillna("").astype(str).str.split(separator, regex=False).explode()
+    tokens = tokens[tokens.str.len() > 0]
+    codes = vocab.encode(tokens.astype("string"))
+    keep = codes != OOV
+    rows = tokens.index.to_numpy()[keep]
+    codes = codes[keep]
+    out = np.zeros((n, max_length), dtype=np.int64)
+    if len(rows):
+        pos = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+        ok = pos < max_length
+        out[rows[ok], pos[ok]] = codes[ok]
+    return out
+
+
+def fit_multi_hot_vocab(col: pd.Series, separator: str, min_count: int) -> Vocabulary:
+    """Token vocabulary of a separator-joined column."""
+    tokens = col.dropna().astype(str).str.split(separator, regex=False).explode()
+    tokens = tokens[tokens.str.len() > 0]
+    return Vocabulary.fit(tokens.astype("string"), min_count)

@@ -1,0 +1,1 @@
+"""Neural building blocks: embeddings, MLPs, sequence encoders, Transformer layers, experts."""

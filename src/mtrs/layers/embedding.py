@@ -1,0 +1,235 @@
+"""Feature embedding: every input feature becomes a field of one flat input vector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mtrs.config.models import FeatureConfig, ModelConfig
+from mtrs.data.batch import Batch
+from mtrs.data.processor import FittedProcessor
+from mtrs.layers.sequence import SequenceTransformer, TargetAttention, masked_mean
+
+USER_SIDE = ("user", "behaviour")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One feature's slice of the input vector."""
+
+    name: str
+    group: str
+    start: int
+    width: int
+
+    @property
+    def stop(self) -> int:
+        """End of the slice (exclusive)."""
+        return self.start + self.width
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """Where each feature sits in the flat input vector ``x`` [B, d]."""
+
+    fields: tuple[Field, ...]
+
+    @property
+    def dim(self) -> int:
+        """Total width d."""
+        return self.fields[-1].stop if self.fields else 0
+
+    def user_keep(self) -> Tensor:
+        """1 for user-side (user, behaviour) positions of ``x``, 0 for item and context."""
+        keep = torch.zeros(self.dim)
+        for f in self.fields:
+            if f.group in (*USER_SIDE, "interaction"):
+                keep[f.start : f.stop] = 1.0
+        return keep
+
+
+class _FusedTable(nn.Module):
+    """All categorical fields of one width in one table, addressed with per-field offsets."""
+
+    def __init__(self, sizes: list[int], dim: int) -> None:
+        super().__init__()
+        offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.table = nn.Embedding(int(sum(sizes)), dim)
+        nn.init.normal_(self.table.weight, std=0.05)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        return self.table(codes + self.offsets)  # type: ignore[no-any-return]
+
+
+class FeatureEmbedding(nn.Module):
+    """Turns a :class:`Batch` into the flat input vector ``x`` and records its layout.
+
+    Categorical fields share fused tables (one lookup per embedding width); multi-hot fields
+    are mean-pooled bags; numeric fields enter as they are; a behaviour history reuses its item
+    feature's table and is pooled by mean, DIN attention or a BST Transformer.
+
+    Args:
+        proc: The fitted processor (vocabulary sizes, feature order).
+        cfg: The ``[model]`` table (embedding size, sequence encoder settings).
+
+    Shape:
+        batch → [B, d]; with ``user_only`` the item and context fields are zero and target
+        attention (which needs the candidate item) falls back to mean pooling.
+    """
+
+    def __init__(self, proc: FittedProcessor, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.dim_of = {f.name: f.embedding_dim or cfg.embedding_dim for f in proc.cfg.features}
+        cats = proc.categorical
+        widths = sorted({self.dim_of[f.name] for f in cats})
+        self.cat_groups: list[list[int]] = [
+            [j for j, f in enumerate(cats) if self.dim_of[f.name] == w] for w in widths
+        ]
+        self.tables = nn.ModuleList(
+            _FusedTable([proc.vocab_size(cats[j].name) for j in cols], w)
+            for cols, w in zip(self.cat_groups, widths, strict=True)
+        )
+        self._cat_pos = {
+            cats[j].name: (g, k)
+            for g, cols in enumerate(self.cat_groups)
+            for k, j in enumerate(cols)
+        }
+        self.bags = nn.ModuleDict(
+            {
+                f.name: nn.EmbeddingBag(
+                    proc.vocab_size(f.name), self.dim_of[f.name], mode="mean", padding_idx=0
+                )
+                for f in proc.multi_hot
+            }
+        )
+        self.hist_features: list[FeatureConfig] = proc.histories
+        seq = cfg.sequence
+        self.attn = nn.ModuleDict()
+        self.seq_encoders = nn.ModuleDict()
+        self.value_proj = nn.ModuleDict()
+        for f in self.hist_features:
+            assert f.item_feature is not None
+            d = self.dim_of[f.item_feature]
+            if f.pooling in ("din", "transformer"):
+                self.attn[f.name] = TargetAttention(d, seq.attention_hidden)
+            if f.pooling == "transformer":
+                self.seq_encoders[f.name] = SequenceTransformer(
+                    d, f.max_length, seq.transformer_heads, seq.transformer_layers, seq.time_gaps
+                )
+            if f.history_value:
+                self.value_proj[f.name] = nn.Linear(1, d, bias=False)
+        self.num_count = len(proc.numeric)
+        # Dot-product interactions pair every embedded field of the model's default width.
+        self.dot_dim = cfg.embedding_dim
+        n_dot = sum(
+            len(c) for c, t in zip(self.cat_groups, widths, strict=True) if t == self.dot_dim
+        )
+        n_dot += sum(1 for f in proc.multi_hot if self.dim_of[f.name] == self.dot_dim)
+        n_dot += sum(
+            1 for f in self.hist_features if self.dim_of[str(f.item_feature)] == self.dot_dim
+        )
+        self.use_dots = cfg.interactions == "dot" and n_dot >= 2
+        rows, cols = torch.triu_indices(n_dot, n_dot, offset=1)
+        self.register_buffer("pair_rows", rows, persistent=False)
+        self.register_buffer("pair_cols", cols, persistent=False)
+        self.num_pairs = len(rows) if self.use_dots else 0
+        self.layout = self._build_layout(proc)
+        self.register_buffer("keep_user", self.layout.user_keep(), persistent=False)
+        self.register_buffer("keep_dot_user", self._dot_user_keep(proc), persistent=False)
+
+    def _dot_user_keep(self, proc: FittedProcessor) -> Tensor:
+        groups: list[str] = []
+        cats = proc.categorical
+        for cols in self.cat_groups:
+            groups += [cats[j].group for j in cols if self.dim_of[cats[j].name] == self.dot_dim]
+        groups += [f.group for f in proc.multi_hot if self.dim_of[f.name] == self.dot_dim]
+        groups += [
+            "behaviour"
+            for f in self.hist_features
+            if self.dim_of[str(f.item_feature)] == self.dot_dim
+        ]
+        return torch.tensor([1.0 if g in USER_SIDE else 0.0 for g in groups])
+
+    def _build_layout(self, proc: FittedProcessor) -> InputLayout:
+        fields: list[Field] = []
+        pos = 0
+
+        def add(f: FeatureConfig, width: int) -> None:
+            nonlocal pos
+            fields.append(Field(f.name, f.group, pos, width))
+            pos += width
+
+        cats = proc.categorical
+        for cols in self.cat_groups:
+            for j in cols:
+                add(cats[j], self.dim_of[cats[j].name])
+        for f in proc.multi_hot:
+            add(f, self.dim_of[f.name])
+        for f in self.hist_features:
+            assert f.item_feature is not None
+            add(f, self.dim_of[f.item_feature])
+        for f in proc.numeric:
+            add(f, 1)
+        if self.num_pairs:
+            fields.append(Field("dot_interactions", "interaction", pos, self.num_pairs))
+        return InputLayout(tuple(fields))
+
+    def item_vector(self, batch: Batch, feature: str) -> Tensor:
+        """Embedding of a categorical feature for each row (the candidate item for attention)."""
+        g, k = self._cat_pos[feature]
+        table: _FusedTable = self.tables[g]  # type: ignore[assignment]
+        return table.table(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])  # type: ignore[no-any-return]
+
+    def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
+        assert f.item_feature is not None
+        g, k = self._cat_pos[f.item_feature]
+        table: _FusedTable = self.tables[g]  # type: ignore[assignment]
+        codes = batch.hist[f.name]
+        mask = codes != 0
+        seq = table.table(codes + table.offsets[k])
+        if f.name in self.value_proj:
+            seq = seq + self.value_proj[f.name](batch.hist_value[f.name].unsqueeze(-1))
+        if f.name in self.seq_encoders:
+            seq = self.seq_encoders[f.name](seq, mask, batch.hist_gap.get(f.name))
+        if f.name in self.attn and not user_only:
+            query = self.item_vector(batch, f.item_feature)
+            return self.attn[f.name](query, seq, mask)  # type: ignore[no-any-return]
+        return masked_mean(seq, mask)
+
+    def forward(self, batch: Batch, user_only: bool = False) -> Tensor:
+        parts: list[Tensor] = []
+        dots: list[Tensor] = []
+        for cols, table in zip(self.cat_groups, self.tables, strict=True):
+            codes = batch.cat[:, cols] if len(cols) != batch.cat.shape[1] else batch.cat
+            e = table(codes)
+            if e.shape[-1] == self.dot_dim:
+                dots.append(e)
+            parts.append(e.flatten(1))
+        for name, bag in self.bags.items():
+            v = bag(batch.multi[name])
+            if v.shape[-1] == self.dot_dim:
+                dots.append(v.unsqueeze(1))
+            parts.append(v)
+        for f in self.hist_features:
+            v = self._history(batch, f, user_only)
+            if v.shape[-1] == self.dot_dim:
+                dots.append(v.unsqueeze(1))
+            parts.append(v)
+        if self.num_count:
+            parts.append(batch.num)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if user_only:
+            x = x * self.keep_user[: x.shape[1]]
+        if self.use_dots:
+            x = torch.cat([x, self._dots(torch.cat(dots, dim=1), user_only)], dim=1)
+        return x
+
+    def _dots(self, e: Tensor, user_only: bool) -> Tensor:
+        """Pairwise dot products of the fields; in the user pass, pairs with item/context are 0."""
+        if user_only:
+            e = e * self.keep_dot_user.view(1, -1, 1)
+        gram = torch.bmm(e, e.transpose(1, 2))
+        return gram[:, self.pair_rows, self.pair_cols]

@@ -1,0 +1,34 @@
+"""A plain multi-layer perceptron: Linear → ReLU (→ Dropout) per hidden layer."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """Fully connected layers with ReLU after each.
+
+    Args:
+        in_dim: Input width.
+        hidden: Output width of each layer; empty means identity.
+        dropout: Dropout after each activation (0 disables; adds no parameters).
+
+    Shape:
+        [B, in_dim] → [B, hidden[-1]] (or [B, in_dim] when ``hidden`` is empty).
+    """
+
+    def __init__(self, in_dim: int, hidden: list[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in hidden:
+            layers.append(nn.Linear(width, h))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.out_dim = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # type: ignore[no-any-return]

@@ -1,0 +1,74 @@
+"""Behaviour-sequence pooling: masked mean, DIN target attention, BST Transformer encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mtrs.layers.mlp import MLP
+
+
+def masked_mean(seq: Tensor, mask: Tensor) -> Tensor:
+    """Mean of the valid positions (zeros where a row has none).
+
+    Shape:
+        seq [B, L, D], mask [B, L] bool → [B, D].
+    """
+    w = mask.unsqueeze(-1).to(seq.dtype)
+    return (seq * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+class TargetAttention(nn.Module):
+    """DIN-style attention of the candidate item over the history (Zhou et al., KDD 2018).
+
+    The score of each position comes from an MLP over ``[q, k, q−k, q·k]``; scores are
+    normalised with a masked softmax so that the pooled vector stays on the scale of one item.
+
+    Shape:
+        query [B, D], seq [B, L, D], mask [B, L] → [B, D].
+    """
+
+    def __init__(self, dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.mlp = MLP(4 * dim, hidden)
+        self.score = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, query: Tensor, seq: Tensor, mask: Tensor) -> Tensor:
+        q = query.unsqueeze(1).expand_as(seq)
+        feats = torch.cat([q, seq, q - seq, q * seq], dim=-1)
+        logits = self.score(self.mlp(feats)).squeeze(-1)
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        w = torch.softmax(logits, dim=-1) * mask.to(logits.dtype)
+        return (w.unsqueeze(-1) * seq).sum(1)
+
+
+class SequenceTransformer(nn.Module):
+    """BST-style encoder (Chen et al., DLP-KDD 2019): positions (and time gaps) + self-attention.
+
+    Shape:
+        seq [B, L, D], mask [B, L] bool, gaps [B, L] or None → [B, L, D].
+    """
+
+    def __init__(self, dim: int, max_length: int, heads: int, layers: int, time_gaps: bool) -> None:
+        super().__init__()
+        if dim % heads:
+            heads = 1
+        self.position = nn.Embedding(max_length, dim)
+        self.gap = nn.Linear(1, dim) if time_gaps else None
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, seq: Tensor, mask: Tensor, gaps: Tensor | None) -> Tensor:
+        pos = torch.arange(seq.shape[1], device=seq.device)
+        h = seq + self.position(pos).unsqueeze(0)
+        if self.gap is not None and gaps is not None:
+            h = h + self.gap(gaps.unsqueeze(-1))
+        # Rows with an empty history would make attention all-masked (NaN): let them attend
+        # to position 0 and zero the result afterwards.
+        empty = ~mask.any(1)
+        pad = ~mask
+        pad[:, -1] = pad[:, -1] & ~empty
+        out = self.encoder(h, src_key_padding_mask=pad)
+        return out * mask.unsqueeze(-1).to(out.dtype)

@@ -1,0 +1,129 @@
+"""The multi-task model: feature embedding → architecture → one head per task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from mtrs.arch import ArchContext, Architecture, get_architecture
+from mtrs.config.models import JobConfig
+from mtrs.data.batch import Batch
+from mtrs.data.processor import FittedProcessor
+from mtrs.layers.embedding import FeatureEmbedding
+from mtrs.tasks.objectives import ObjectiveInput, build_objective
+from mtrs.tasks.task import Task
+
+
+@dataclass
+class ModelOutput:
+    """Logits per task, the auxiliary shared loss (if λ > 0) and gate weights (if any)."""
+
+    logits: dict[str, Tensor]
+    shared_loss: Tensor | None = None
+    gates: dict[str, Tensor] = field(default_factory=dict)
+
+
+class MultiTaskModel(nn.Module):
+    """Embedding, one architecture and per-task linear heads that output logits.
+
+    Event tasks read the full input; user-scoped tasks (profiling) read a second pass of the
+    same network in which the item and context fields are masked, so their heads see only the
+    user-side representation.
+
+    Args:
+        proc: The fitted processor (feature layout, vocabulary sizes).
+        cfg: The job config.
+        tasks: The tasks this model predicts.
+        arch_name: Overrides ``cfg.model.architecture`` (the hard-parallel builder uses it).
+    """
+
+    def __init__(
+        self,
+        proc: FittedProcessor,
+        cfg: JobConfig,
+        tasks: list[Task],
+        arch_name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.embedding = FeatureEmbedding(proc, cfg.model)
+        arch_cls = get_architecture(arch_name or cfg.model.architecture)
+        names = tuple(t.name for t in tasks)
+        ctx = ArchContext(
+            self.embedding.layout, names, cfg.model, tuple(r.parent for r in cfg.relations)
+        )
+        self.arch: Architecture = arch_cls(ctx)
+        self.heads = nn.ModuleDict(
+            {t.name: nn.Linear(self.arch.out_dims[t.name], t.output_dim) for t in tasks}
+        )
+        self.event_tasks = [t.name for t in tasks if not t.user_scoped]
+        self.user_tasks = [t.name for t in tasks if t.user_scoped]
+        self.lambda_shared = cfg.model.lambda_shared
+        self.objective = (
+            build_objective(
+                cfg.model.shared_objective,
+                self.embedding.layout.dim,
+                self.arch.shared_dim,
+                len(tasks),
+            )
+            if self.lambda_shared > 0
+            else None
+        )
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        x = self.embedding(batch)
+        out = self.arch(x)
+        logits = {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
+        gates = dict(out.gates)
+        if self.user_tasks:
+            xu = self.embedding(batch, user_only=True)
+            ou = self.arch(xu, user_only=True)
+            for t in self.user_tasks:
+                logits[t] = self.heads[t](ou.tasks[t])
+                if t in ou.gates:
+                    gates[t] = ou.gates[t]
+        shared_loss = None
+        if self.objective is not None and self.training:
+            shared_loss = self.objective(ObjectiveInput(x, out, self.arch, batch))
+        return ModelOutput(logits, shared_loss, gates)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters that more than one task's loss reaches (embeddings and shared layers)."""
+        return list(self.embedding.parameters()) + self.arch.shared_parameters()
+
+
+class HardParallelModel(nn.Module):
+    """Hard parallel: one complete model per task, nothing shared; outputs gathered by name."""
+
+    def __init__(self, proc: FittedProcessor, cfg: JobConfig, tasks: list[Task]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict(
+            {t.name: MultiTaskModel(proc, cfg, [t], cfg.model.architecture) for t in tasks}
+        )
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        logits: dict[str, Tensor] = {}
+        losses: list[Tensor] = []
+        for part in self.parts.values():
+            o = part(batch)
+            logits.update(o.logits)
+            if o.shared_loss is not None:
+                losses.append(o.shared_loss)
+        return ModelOutput(logits, torch.stack(losses).sum() if losses else None)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return []
+
+
+def build_model(proc: FittedProcessor, cfg: JobConfig, tasks: list[Task]) -> nn.Module:
+    """The model the config asks for (hard-parallel architectures get one model per task)."""
+    cls = get_architecture(cfg.model.architecture)
+    if cls.hard_parallel:
+        return HardParallelModel(proc, cfg, tasks)
+    return MultiTaskModel(proc, cfg, tasks)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,1 @@
+"""Recommendation: candidates, per-task lists, score fusion and list merging."""

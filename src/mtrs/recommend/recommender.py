@@ -1,0 +1,238 @@
+"""Recommendation: candidates → per-task scores → one top-K list per task → merged list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mtrs.config.models import RecommendConfig
+from mtrs.data.batch import Batch
+from mtrs.data.processor import FittedProcessor
+from mtrs.errors import MtrsUserError
+from mtrs.recommend.catalog import Catalog
+from mtrs.recommend.merge import merge, top_k
+from mtrs.tasks.relations import EsmmRelation
+from mtrs.tasks.task import Task
+
+USER_SIDE = ("user", "behaviour")
+
+
+@dataclass
+class Recommendation:
+    """Lists for one user: per task, merged, and the predicted profile."""
+
+    user: str
+    known_user: bool
+    lists: dict[str, list[tuple[str, float]]]
+    merged: list[tuple[str, float]]
+    strategy: str
+    weights: dict[str, float]
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (``source`` says whether lists are personal or popularity)."""
+        as_items = lambda pairs: [{"item": i, "score": s} for i, s in pairs]  # noqa: E731
+        return {
+            "user": self.user,
+            "source": "model" if self.known_user else "popularity (unknown user)",
+            "lists": {k: as_items(v) for k, v in self.lists.items()},
+            "merged": as_items(self.merged),
+            "merge": {"strategy": self.strategy, "weights": self.weights},
+            "profile": self.profile,
+        }
+
+
+class Recommender:
+    """Scores candidate items for a user with a trained model and merges the task lists.
+
+    Args:
+        model: The trained model (eval mode is set here).
+        processor: The fitted processor (feature order and groups).
+        tasks: The model's tasks; relations add derived lists (ESMM joint probability).
+        catalog: Encoded items and users from the training log.
+        cfg: Default k, merge strategy and weights.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        processor: FittedProcessor,
+        tasks: list[Task],
+        relations: list[EsmmRelation],
+        catalog: Catalog,
+        cfg: RecommendConfig,
+    ) -> None:
+        self.model = model.eval()
+        self.proc = processor
+        self.tasks = tasks
+        self.relations = relations
+        self.catalog = catalog
+        self.cfg = cfg
+        groups = {f.name: f.group for f in processor.cfg.features}
+        self._cat_cols = self._columns([groups[f.name] for f in processor.categorical])
+        self._num_cols = self._columns([groups[f.name] for f in processor.numeric])
+        self._multi_groups = {f.name: f.group for f in processor.multi_hot}
+        self.list_tasks = [t.name for t in tasks if not t.user_scoped and t.type != "multiclass"]
+        self.list_tasks += [r.name for r in relations]
+
+    @staticmethod
+    def _columns(groups: list[str]) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {"user": [], "context": []}
+        for j, g in enumerate(groups):
+            if g in USER_SIDE:
+                out["user"].append(j)
+            elif g == "context":
+                out["context"].append(j)
+        return out
+
+    def _assemble(self, row: int, cand: Tensor) -> Batch:
+        items, users, ctx = self.catalog.items, self.catalog.users, self.catalog.context
+        n = len(cand)
+        cat = items.cat[cand].clone()
+        num = items.num[cand].clone()
+        for mat, src, cols in (
+            (cat, users.cat[row], self._cat_cols["user"]),
+            (cat, ctx.cat[0], self._cat_cols["context"]),
+            (num, users.num[row], self._num_cols["user"]),
+            (num, ctx.num[0], self._num_cols["context"]),
+        ):
+            if cols:
+                mat[:, cols] = src[cols]
+        multi = {}
+        for name, g in self._multi_groups.items():
+            if g in USER_SIDE:
+                multi[name] = users.multi[name][row].expand(n, -1)
+            elif g == "context":
+                multi[name] = ctx.multi[name][0].expand(n, -1)
+            else:
+                multi[name] = items.multi[name][cand]
+        expand = lambda d: {k: v[row].expand(n, -1) for k, v in d.items()}  # noqa: E731
+        return Batch(
+            cat=cat,
+            num=num,
+            labels=torch.zeros(n, 0),
+            mask=torch.zeros(n, 0, dtype=torch.bool),
+            user=torch.zeros(n, dtype=torch.long),
+            multi=multi,
+            hist=expand(users.hist),
+            hist_value=expand(users.hist_value),
+            hist_gap=expand(users.hist_gap),
+        )
+
+    @torch.no_grad()
+    def score(
+        self, row: int, candidates: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Per-task scores of the candidate item positions for a known user row.
+
+        Returns:
+            ``(scores, profile)``: scores per list task [n]; the user-scoped predictions.
+        """
+        parts: dict[str, list[np.ndarray]] = {t: [] for t in self.list_tasks}
+        profile: dict[str, Any] = {}
+        chunk = self.cfg.chunk_size
+        cand_t = torch.from_numpy(candidates.astype(np.int64))
+        for start in range(0, len(cand_t), chunk):
+            out = self.model(self._assemble(row, cand_t[start : start + chunk]))
+            probs = {t.name: t.kind.predict(out.logits[t.name].float()) for t in self.tasks}
+            for t in self.tasks:
+                if t.name in parts:
+                    parts[t.name].append(t.to_output(probs[t.name].numpy()))
+            for r in self.relations:
+                parts[r.name].append(r.predict(probs).numpy())
+            if not profile:
+                profile = self._profile({k: v[:1] for k, v in probs.items()})
+        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}, profile
+
+    def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for t in self.tasks:
+            if not t.user_scoped:
+                continue
+            p = probs[t.name][0]
+            if t.encoding.classes is not None:
+                values = p.tolist()
+                out[t.name] = dict(zip(t.encoding.classes, values, strict=True))
+            else:
+                out[t.name] = float(t.to_output(p.reshape(1).numpy())[0])
+        return out
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int | None = None,
+        strategy: str | None = None,
+        weights: dict[str, float] | None = None,
+        candidates: list[str] | None = None,
+    ) -> Recommendation:
+        """Top-K lists per task and the merged list for one user.
+
+        Args:
+            user_id: The raw user id.
+            k: List length (default ``recommend.k``).
+            strategy: ``weighted_sum``, ``weighted_product`` or ``rrf``.
+            weights: Task weights for the merge (default from the config; else 1 per task).
+            candidates: Raw item ids to rank (default: every known item not yet interacted).
+
+        Raises:
+            MtrsUserError: Unknown task in weights, unknown candidate item or strategy.
+        """
+        k = k or self.cfg.k
+        strategy = strategy or self.cfg.merge
+        weights = dict(weights if weights is not None else self.cfg.weights)
+        for name in weights:
+            if name not in self.list_tasks:
+                raise MtrsUserError(
+                    f"merge weights: '{name}' is not a task with a list "
+                    f"(tasks: {', '.join(self.list_tasks)})"
+                )
+        if not weights:
+            weights = {t: 1.0 for t in self.list_tasks if self._is_probability(t)}
+        row = self.catalog.user_row(user_id)
+        cand = self._candidates(row, candidates)
+        if row is None:
+            scores = {
+                t: self.catalog.popularity.get(t, self.catalog.popularity["_all"])[cand].astype(
+                    np.float64
+                )
+                for t in self.list_tasks
+            }
+            merged_scores = self.catalog.popularity["_all"][cand].astype(np.float64)
+            profile: dict[str, Any] = {}
+        else:
+            scores, profile = self.score(row, cand)
+            try:
+                merged_scores = merge(strategy, scores, weights, rrf_k=self.cfg.rrf_k)
+            except ValueError as err:
+                raise MtrsUserError(f"merge: {err}") from None
+        ids = self.catalog.item_ids
+        lists = {}
+        for t, s in scores.items():
+            top = top_k(s, k)
+            lists[t] = [(ids[cand[i]], float(s[i])) for i in top]
+        top = top_k(merged_scores, k)
+        merged = [(ids[cand[i]], float(merged_scores[i])) for i in top]
+        return Recommendation(
+            str(user_id), row is not None, lists, merged, strategy, weights, profile
+        )
+
+    def _is_probability(self, name: str) -> bool:
+        by = {t.name: t for t in self.tasks}
+        return name not in by or by[name].type == "binary"
+
+    def _candidates(self, row: int | None, candidates: list[str] | None) -> np.ndarray:
+        n_items = len(self.catalog.item_ids)
+        if candidates is not None:
+            index = {i: p for p, i in enumerate(self.catalog.item_ids)}
+            missing = [c for c in candidates if str(c) not in index]
+            if missing:
+                raise MtrsUserError(f"candidates: unknown item id '{missing[0]}'")
+            return np.array([index[str(c)] for c in candidates], dtype=np.int64)
+        keep = np.ones(n_items, dtype=bool)
+        if row is not None and self.cfg.exclude_seen:
+            keep[self.catalog.seen(row)] = False
+        return np.flatnonzero(keep)

@@ -1,0 +1,118 @@
+"""Relations between named tasks, e.g. the ESMM funnel p(click∧buy) = p(click)·p(buy|click)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtrs.config.models import RelationConfig
+from mtrs.tasks.task import Task
+
+
+class Relation(Protocol):
+    """A derived quantity over task outputs with a loss of its own."""
+
+    name: str
+
+    def no_direct_loss(self) -> set[str]:
+        """Tasks trained only through this relation."""
+        ...
+
+    def loss(self, logits: dict[str, Tensor], labels: Tensor, mask: Tensor) -> Tensor:
+        """The relation's loss on a batch (scalar)."""
+        ...
+
+    def predict(self, probs: dict[str, Tensor]) -> Tensor:
+        """The derived prediction from the tasks' predictions."""
+        ...
+
+    def target(self, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The derived label and its mask, for metrics."""
+        ...
+
+
+@dataclass
+class EsmmRelation:
+    """Entire Space Multi-task Model funnel (Ma et al., SIGIR 2018).
+
+    The parent (e.g. click) is trained on all impressions; the child (e.g. purchase given
+    click) has no loss of its own: it is learned through the joint task
+    p(parent ∧ child) = p(parent)·p(child | parent), whose label is parent·child on every
+    impression, which removes the sample-selection bias of training the child on clicks only.
+    """
+
+    name: str
+    parent: Task
+    child: Task
+    active: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: RelationConfig, tasks: dict[str, Task], active: bool) -> EsmmRelation:
+        """Bind the configured task names to tasks."""
+        return cls(cfg.joint_name, tasks[cfg.parent], tasks[cfg.child], active)
+
+    def no_direct_loss(self) -> set[str]:
+        return {self.child.name} if self.active else set()
+
+    def target(self, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        p, c = self.parent.column, self.child.column
+        parent_y = labels[:, p]
+        # Where the parent is 0 the child never happened, so the joint label is 0.
+        child_y = torch.where(mask[:, c], labels[:, c], torch.zeros_like(labels[:, c]))
+        valid = mask[:, p]
+        return parent_y * child_y, valid
+
+    def loss(self, logits: dict[str, Tensor], labels: Tensor, mask: Tensor) -> Tensor:
+        y, valid = self.target(labels, mask)
+        log_p = F.logsigmoid(logits[self.parent.name][:, 0]) + F.logsigmoid(
+            logits[self.child.name][:, 0]
+        )
+        # log(1 - p) computed stably from log p.
+        log_not_p = torch.log(-torch.expm1(log_p.clamp_max(-1e-7)))
+        per_row = -(y * log_p + (1 - y) * log_not_p)
+        w = valid.to(per_row.dtype)
+        return (per_row * w).sum() / w.sum().clamp_min(1.0)
+
+    def predict(self, probs: dict[str, Tensor]) -> Tensor:
+        return probs[self.parent.name] * probs[self.child.name]
+
+
+RELATIONS = {"esmm": EsmmRelation}
+
+
+def build_relations(
+    configs: list[RelationConfig], tasks: list[Task], architecture_relation: str | None = None
+) -> list[EsmmRelation]:
+    """Relations from the config, bound to the model's tasks by name.
+
+    Args:
+        configs: The ``[[relations]]`` tables.
+        tasks: The model's tasks.
+        architecture_relation: The relation type the architecture trains through (``esmm``
+            for the ESMM architecture); it activates relations whose ``loss`` is unset.
+    """
+    by_name = {t.name: t for t in tasks}
+    out = []
+    for c in configs:
+        active = c.loss if c.loss is not None else c.type == architecture_relation
+        out.append(RELATIONS[c.type].from_config(c, by_name, active))
+    return out
+
+
+def with_relations(
+    build: Callable[[set[str]], list[Task]],
+    configs: list[RelationConfig],
+    architecture_relation: str | None,
+) -> tuple[list[Task], list[EsmmRelation]]:
+    """Tasks (children of active relations get no direct loss) and their bound relations."""
+    probe = build_relations(configs, build(set()), architecture_relation)
+    no_direct: set[str] = set()
+    for r in probe:
+        no_direct |= r.no_direct_loss()
+    tasks = build(no_direct)
+    return tasks, build_relations(configs, tasks, architecture_relation)

@@ -1,0 +1,1 @@
+"""Training: the trainer, task weighting and checkpoints."""

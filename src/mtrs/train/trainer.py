@@ -1,0 +1,243 @@
+"""The trainer: optimizer, device, precision, epochs, validation, early stopping, best state."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor, nn
+
+from mtrs.config.models import JobConfig, TrainConfig
+from mtrs.data.batch import Batch
+from mtrs.eval.evaluator import evaluate
+from mtrs.eval.metrics import is_higher_better
+from mtrs.tasks.relations import EsmmRelation
+from mtrs.tasks.task import Task
+from mtrs.train.weighting import Weighting, build_weighting
+
+PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did: mean training losses, validation metrics, weights, time."""
+
+    epoch: int
+    train_loss: dict[str, float]
+    valid: dict[str, dict[str, float]]
+    weights: dict[str, float]
+    seconds: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """The epochs run, the epoch whose state was kept, and its validation metrics."""
+
+    history: list[EpochRecord]
+    best_epoch: int
+    best_valid: dict[str, dict[str, float]]
+    monitor: str | None
+    seconds: float
+
+
+EpochCallback = Callable[["Trainer", EpochRecord], None]
+StepCallback = Callable[["Trainer", dict[str, Tensor]], None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a CPU re-run gives identical results."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def default_monitor(tasks: list[Task]) -> str:
+    """``<first event task>/<its primary metric>`` (a profiling task only if all are)."""
+    event = [t for t in tasks if not t.user_scoped and t.direct_loss] or tasks
+    return f"{event[0].name}/{PRIMARY_METRIC[event[0].type]}"
+
+
+class Trainer:
+    """Trains a model on pre-built tensors; the model never trains itself.
+
+    Mini-batches are index slices of one :class:`Batch` built once per split, so the loop
+    runs no per-row Python. Validation runs after every epoch through the same evaluator as
+    ``mtrs evaluate``; early stopping and the kept state use the validation split only.
+
+    Args:
+        model: The multi-task model.
+        tasks: Its tasks (losses, label columns).
+        cfg: The job config (``[train]`` and ``[model].lambda_shared`` are used).
+        relations: Task relations with losses of their own (ESMM).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: list[Task],
+        cfg: JobConfig,
+        relations: list[EsmmRelation] | None = None,
+    ) -> None:
+        self.cfg: TrainConfig = cfg.train
+        self.lam = cfg.model.lambda_shared
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self.model = model.to(self.device)
+        self.tasks = tasks
+        self.relations = relations or []
+        self.loss_relations = [r for r in self.relations if r.active]
+        names = [t.name for t in tasks if t.direct_loss] + [r.name for r in self.loss_relations]
+        base = {t.name: t.weight for t in tasks}
+        base.update({r.name: r.child.weight for r in self.loss_relations})
+        shared = getattr(model, "shared_parameters", lambda: [])()
+        self.weighting: Weighting = build_weighting(self.cfg.weighting, names, base, shared).to(
+            self.device
+        )
+        params = list(model.parameters()) + list(self.weighting.parameters())
+        self.optimizer = self._optimizer(params)
+        self.epoch_callbacks: list[EpochCallback] = []
+        self.step_callbacks: list[StepCallback] = []
+        self.monitor: str | None = self.cfg.early_stop or default_monitor(tasks)
+        self.stop_requested = False
+
+    def _optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay, momentum=0.9)
+
+    def _autocast(self) -> torch.autocast:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def task_losses(self, batch: Batch) -> tuple[dict[str, Tensor], Tensor | None, object]:
+        """Forward one batch: per-task losses, the shared auxiliary loss and the model output."""
+        with self._autocast():
+            out = self.model(batch)
+        logits = {k: v.float() for k, v in out.logits.items()}
+        losses = {
+            t.name: t.loss(logits[t.name], batch.labels, batch.mask)
+            for t in self.tasks
+            if t.direct_loss
+        }
+        for r in self.loss_relations:
+            losses[r.name] = r.loss(logits, batch.labels, batch.mask)
+        shared = out.shared_loss.float() if out.shared_loss is not None else None
+        return losses, shared, out
+
+    def train_epoch(
+        self, data: Batch, epoch: int, progress: Progress | None = None
+    ) -> dict[str, float]:
+        """One pass over ``data`` in shuffled mini-batches; returns mean loss per task."""
+        self.model.train()
+        n = len(data)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        perm = torch.randperm(n, generator=gen)
+        bs = self.cfg.batch_size
+        steps = math.ceil(n / bs)
+        sums: dict[str, float] = {}
+        task_id = progress.add_task(f"epoch {epoch}", total=steps, loss="") if progress else None
+        scale = 1.0 - self.lam
+        for step in range(steps):
+            batch = data.take(perm[step * bs : (step + 1) * bs]).to(self.device, non_blocking=True)
+            losses, shared, _ = self.task_losses(batch)
+            extra = self.lam * shared if shared is not None and self.lam > 0 else None
+            self.optimizer.zero_grad(set_to_none=True)
+            total = self.weighting.backward(losses, extra, scale)
+            self.optimizer.step()
+            for cb in self.step_callbacks:
+                cb(self, losses)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["total"] = sums.get("total", 0.0) + float(total)
+            if (
+                progress is not None
+                and task_id is not None
+                and (step % 10 == 0 or step == steps - 1)
+            ):
+                progress.update(task_id, completed=step + 1, loss=f"loss {float(total):.4f}")
+        return {k: v / steps for k, v in sums.items()}
+
+    def fit(self, train: Batch, valid: Batch | None = None) -> TrainResult:
+        """Train for ``epochs`` with validation and early stopping; keeps the best state.
+
+        Args:
+            train: The training rows.
+            valid: The validation rows (early stopping and model selection use these only).
+
+        Returns:
+            The training history and the kept epoch.
+        """
+        seed_everything(self.cfg.seed)
+        history: list[EpochRecord] = []
+        best_value = -math.inf
+        best_epoch, best_state, best_valid = 0, None, {}
+        bad_epochs = 0
+        start = time.perf_counter()
+        monitor = self.monitor if valid is not None else None
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, disable=not self.cfg.progress, transient=True) as progress:
+            for epoch in range(1, self.cfg.epochs + 1):
+                t0 = time.perf_counter()
+                losses = self.train_epoch(train, epoch, progress)
+                self.weighting.end_epoch(losses)
+                metrics = self.evaluate(valid) if valid is not None else {}
+                rec = EpochRecord(
+                    epoch, losses, metrics, self.weighting.current(), time.perf_counter() - t0
+                )
+                for cb in self.epoch_callbacks:
+                    cb(self, rec)
+                history.append(rec)
+                if monitor is None:
+                    best_epoch, best_valid = epoch, metrics
+                    continue
+                value = self._monitor_value(metrics, monitor)
+                if value > best_value:
+                    best_value, best_epoch, best_valid, bad_epochs = value, epoch, metrics, 0
+                    best_state = copy.deepcopy(self.model.state_dict())
+                else:
+                    bad_epochs += 1
+                    if bad_epochs > self.cfg.patience:
+                        break
+                if self.stop_requested:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return TrainResult(history, best_epoch, best_valid, monitor, time.perf_counter() - start)
+
+    @staticmethod
+    def _monitor_value(metrics: dict[str, dict[str, float]], monitor: str) -> float:
+        task, metric = monitor.split("/", 1)
+        value = metrics.get(task, {}).get(metric, math.nan)
+        if math.isnan(value):
+            return -math.inf
+        return value if is_higher_better(metric) else -value
+
+    def evaluate(self, data: Batch) -> dict[str, dict[str, float]]:
+        """Metrics of the current model on ``data`` (the shared evaluation path)."""
+        return evaluate(
+            self.model, data, self.tasks, self.relations, self.cfg.eval_batch_size, self.device
+        )
