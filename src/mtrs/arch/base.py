@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from mtrs.config.models import LayerConfig, ModelConfig
+from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import InputLayout
 from mtrs.layers.mlp import MLP
+from mtrs.layers.task_attention import TaskAttention, TaskTower
 from mtrs.layers.tokens import TokenEncoder
 
 
@@ -59,24 +61,81 @@ class Architecture(nn.Module):
         return []
 
 
+@dataclass
+class SharedEncoding:
+    """What the shared layer computed for a batch.
+
+    Shape:
+        vector: [B, out_dim]; tokens: [B, 1 + T, d_model] and pad: [B, 1 + T] (True =
+        ignored) when the layer is a Transformer, else None.
+    """
+
+    vector: Tensor
+    tokens: Tensor | None = None
+    pad: Tensor | None = None
+
+
 class SharedLayer(nn.Module):
     """The task-shared layer: an MLP on ``x`` or a Transformer over feature tokens + MLP.
+
+    Args:
+        layout: Where the fields sit in ``x``.
+        cfg: The layer settings.
+        with_mlp: False leaves out the MLP (``x`` itself, or the Transformer's pooled tokens,
+            is the output); expert architectures use this and put their experts on top.
 
     Shape:
         x [B, d] → [B, out_dim].
     """
 
-    def __init__(self, layout: InputLayout, cfg: LayerConfig) -> None:
+    def __init__(self, layout: InputLayout, cfg: LayerConfig, with_mlp: bool = True) -> None:
         super().__init__()
         self.encoder: TokenEncoder | None = None
         width = layout.dim
         if cfg.type == "transformer":
             self.encoder = TokenEncoder(layout, cfg)
             width = self.encoder.out_dim
-        self.mlp = MLP(width, cfg.hidden, cfg.dropout)
+        self.mlp = MLP(width, cfg.hidden if with_mlp else [], cfg.dropout)
         self.out_dim = self.mlp.out_dim
 
+    def encode(self, x: Tensor, user_only: bool = False) -> SharedEncoding:
+        """The output vector and, for a Transformer, the encoded tokens and their mask."""
+        if self.encoder is None:
+            return SharedEncoding(self.mlp(x))
+        tokens, pad = self.encoder.tokens(x, user_only)
+        return SharedEncoding(self.mlp(self.encoder.pool(tokens, pad)), tokens, pad)
+
     def forward(self, x: Tensor, user_only: bool = False) -> Tensor:
-        if self.encoder is not None:
-            x = self.encoder(x, user_only)
-        return self.mlp(x)  # type: ignore[no-any-return]
+        return self.encode(x, user_only).vector
+
+
+def build_towers(ctx: ArchContext, in_dim: int) -> nn.ModuleDict:
+    """One :class:`TaskTower` per task reading ``in_dim`` wide inputs.
+
+    With ``model.tower.type = "transformer"`` each tower also attends over the shared
+    layer's tokens with its own query, which needs a Transformer shared layer.
+
+    Raises:
+        MtrsUserError: Transformer towers over an MLP shared layer.
+    """
+    cfg = ctx.cfg
+    if cfg.tower.type == "transformer" and cfg.shared.type != "transformer":
+        raise MtrsUserError(
+            "model.tower.type: 'transformer' needs model.shared.type = 'transformer' "
+            f"(a Transformer task layer attends over the shared feature tokens; got "
+            f"'{cfg.shared.type}')"
+        )
+    towers = {}
+    for t in ctx.task_names:
+        attention = (
+            TaskAttention(cfg.shared.d_model, cfg.shared.heads, cfg.tower.dropout)
+            if cfg.tower.type == "transformer"
+            else None
+        )
+        towers[t] = TaskTower(in_dim, cfg.tower, attention)
+    return nn.ModuleDict(towers)
+
+
+def tower_widths(towers: nn.ModuleDict) -> dict[str, int]:
+    """Output width of each task's tower."""
+    return {t: int(m.out_dim) for t, m in towers.items()}  # type: ignore[arg-type]

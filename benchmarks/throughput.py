@@ -1,0 +1,664 @@
+"""Training and prediction throughput of mtrs and its peers on the reference workload.
+
+The workload is the brief's §6 (AliExpress-shaped, synthetic): 200,000 rows, 16 categorical
+fields, 63 numeric fields, embedding 16, two binary tasks, MMoE with 8 experts [256, 128] and
+towers [64], batch 2048, Adam lr 1e-3, one epoch, threads = physical cores. Each system runs in
+a fresh process (this script with ``--worker``) on the same rows, generated from the seed; the
+worker sends its numbers back as one JSON line on stdout.
+
+Timed: the whole epoch loop (batching, forward, backward, optimizer step) through each system's
+own training API, and prediction over all rows through its own prediction API. Not timed: data
+generation, the library's own data preparation (mtrs' processor fit and encode) and model
+construction.
+
+Usage::
+
+    python benchmarks/throughput.py                      # all systems, 200,000 rows
+    python benchmarks/throughput.py --systems mtrs --rows 50000 --profile
+    python benchmarks/throughput.py --repeats 3 --json runs/throughput.json
+
+The peers install with the ``bench`` extra: ``pip install -c constraints.txt -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _workload import (  # noqa: E402
+    Data,
+    Workload,
+    generate,
+    matmul_gflops,
+    mmoe_flops,
+    peak_rss_mb,
+    physical_cores,
+)
+
+SYSTEMS = ("mtrs", "torch-rechub", "deepctr")
+GOALS = {
+    "train_vs_torch-rechub": 3.0,
+    "train_vs_deepctr": 2.0,
+    "compute_bound_fraction": 0.60,
+    "predict_vs_torch-rechub": 3.0,
+}
+
+
+# ----- workers (one system per fresh process) ---------------------------------------------------
+
+
+def _auc(labels: np.ndarray, pred: np.ndarray) -> list[float]:
+    from sklearn.metrics import roc_auc_score
+
+    return [float(roc_auc_score(labels[:, t], pred[:, t])) for t in range(labels.shape[1])]
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _mtrs_config(w: Workload, arch: str, threads: int) -> dict[str, Any]:
+    groups = ["user"] * 6 + ["item"] * 6 + ["context"] * 4
+    features: list[dict[str, Any]] = [
+        {"name": f"c{j}", "kind": "categorical", "group": groups[j]} for j in range(len(w.vocabs))
+    ]
+    features += [
+        {"name": f"n{j}", "kind": "numeric", "group": "context"} for j in range(w.num_numeric)
+    ]
+    return {
+        "data": {"interactions": "<synthetic throughput workload>"},
+        "features": features,
+        "tasks": [{"name": t, "type": "binary", "label": f"label_{t}"} for t in w.tasks],
+        "model": {
+            "architecture": arch,
+            "embedding_dim": w.embedding_dim,
+            "interactions": "none",
+            "shared": {"hidden": list(w.expert_hidden)},
+            "tower": {"hidden": list(w.tower_hidden)},
+            "experts": {"num_experts": w.num_experts},
+        },
+        "train": {
+            "optimizer": "adam",
+            "lr": w.lr,
+            "batch_size": w.batch_size,
+            "epochs": w.epochs,
+            "eval_batch_size": w.predict_batch_size,
+            "device": "cpu",
+            "threads": threads,
+            "seed": w.seed,
+            "progress": False,
+        },
+        "split": {"method": "random", "valid_fraction": 0.0, "test_fraction": 0.0},
+    }
+
+
+def _mtrs_frame(w: Workload, data: Data) -> Any:
+    import pandas as pd
+
+    cols: dict[str, np.ndarray] = {f"c{j}": data.cat[:, j] for j in range(len(w.vocabs))}
+    cols |= {f"n{j}": data.num[:, j] for j in range(w.num_numeric)}
+    cols |= {f"label_{t}": data.labels[:, i] for i, t in enumerate(w.tasks)}
+    cols["user_id"] = data.cat[:, 5]
+    cols["item_id"] = data.cat[:, 4]
+    cols["timestamp"] = np.arange(w.rows, dtype=np.int64)
+    return pd.DataFrame(cols)
+
+
+def _mtrs_setup(w: Workload, data: Data, arch: str, threads: int) -> dict[str, Any]:
+    """Everything up to training, through the public API: config, prepare, build, trainer."""
+    from mtrs import pipeline
+    from mtrs.arch import ARCHITECTURES
+    from mtrs.config.load import config_from_dict
+    from mtrs.data.tables import Tables
+    from mtrs.model import count_parameters
+    from mtrs.train.trainer import Trainer
+
+    if arch not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise SystemExit(
+            f"mtrs: architecture '{arch}' is not registered in this mtrs (known: {known}); "
+            "pass --mtrs-arch with one of those"
+        )
+    cfg = config_from_dict(_mtrs_config(w, arch, threads), "throughput.py")
+    prep = pipeline.prepare(cfg, tables=Tables(_mtrs_frame(w, data)))
+    model, tasks, relations = pipeline.build(cfg, prep)
+    trainer = Trainer(model, tasks, cfg, relations)
+    return {
+        "cfg": cfg,
+        "prep": prep,
+        "model": model,
+        "tasks": tasks,
+        "relations": relations,
+        "trainer": trainer,
+        "params": count_parameters(model),
+    }
+
+
+def run_mtrs(w: Workload, data: Data, threads: int, arch: str) -> dict[str, Any]:
+    """mtrs: ``Trainer.train_epoch`` over the prepared rows, then ``evaluator.predict``."""
+    import mtrs
+    from mtrs.eval.evaluator import predict
+
+    s = _mtrs_setup(w, data, arch, threads)
+    prep, trainer = s["prep"], s["trainer"]
+    _, train_s = _timed(lambda: trainer.train_epoch(prep.full, 1))
+    preds, pred_s = _timed(
+        lambda: predict(
+            s["model"], prep.full, s["tasks"], s["relations"], w.predict_batch_size, "cpu"
+        )
+    )
+    pred = np.stack([preds[t] for t in w.tasks], axis=1)
+    labels = prep.full.labels.numpy()
+    if arch == "mmoe":
+        flops: int | None = mmoe_flops(w).train
+    elif arch == "shared_bottom":
+        flops = mmoe_flops(w, num_experts=1, gated=False).train
+    else:
+        flops = None
+    return {
+        "version": mtrs.__version__ if hasattr(mtrs, "__version__") else "dev",
+        "architecture": arch,
+        "train_seconds": train_s,
+        "predict_seconds": pred_s,
+        "auc": _auc(labels, pred),
+        "params": s["params"],
+        "train_flops_per_sample": flops,
+    }
+
+
+def run_rechub(w: Workload, data: Data, threads: int) -> dict[str, Any]:
+    """torch-rechub: ``MMOE`` trained by ``MTLTrainer.train_one_epoch`` (its ``fit`` loop body).
+
+    ``fit`` adds a validation pass and a ``torch.save`` per epoch; timing ``train_one_epoch``
+    leaves those out, so the comparison favours torch-rechub slightly.
+    """
+    import torch
+    import torch_rechub
+    from torch.utils.data import DataLoader
+    from torch_rechub.basic.features import DenseFeature, SparseFeature
+    from torch_rechub.models.multi_task import MMOE
+    from torch_rechub.trainers import MTLTrainer
+    from torch_rechub.utils.data import DataGenerator, PredictDataset
+
+    torch.manual_seed(w.seed)
+    features: list[Any] = [
+        SparseFeature(f"c{j}", vocab_size=v, embed_dim=w.embedding_dim)
+        for j, v in enumerate(w.vocabs)
+    ]
+    features += [DenseFeature(f"n{j}") for j in range(w.num_numeric)]
+    x = {f"c{j}": np.ascontiguousarray(data.cat[:, j]) for j in range(len(w.vocabs))}
+    x |= {f"n{j}": np.ascontiguousarray(data.num[:, j]) for j in range(w.num_numeric)}
+    task_types = ["classification"] * len(w.tasks)
+    model = MMOE(
+        features,
+        task_types,
+        n_expert=w.num_experts,
+        expert_params={"dims": list(w.expert_hidden)},
+        tower_params_list=[{"dims": list(w.tower_hidden)} for _ in w.tasks],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = MTLTrainer(
+            model,
+            task_types,
+            optimizer_params={"lr": w.lr, "weight_decay": 0.0},
+            n_epoch=w.epochs,
+            device="cpu",
+            model_path=tmp,
+        )
+        train_dl, _, _ = DataGenerator(x, data.labels).generate_dataloader(
+            x_val=x, y_val=data.labels, x_test=x, y_test=data.labels, batch_size=w.batch_size
+        )
+        _, train_s = _timed(lambda: trainer.train_one_epoch(train_dl))
+        pred_dl = DataLoader(PredictDataset(x), batch_size=w.predict_batch_size, shuffle=False)
+        preds, pred_s = _timed(lambda: trainer.predict(model, pred_dl))
+    pred = np.asarray(preds, dtype=np.float64)
+    return {
+        "version": getattr(torch_rechub, "__version__", _dist_version("torch-rechub")),
+        "architecture": "MMOE",
+        "train_seconds": train_s,
+        "predict_seconds": pred_s,
+        "auc": _auc(data.labels, pred),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_flops_per_sample": mmoe_flops(w).train,
+    }
+
+
+@contextlib.contextmanager
+def _no_version_check() -> Iterator[None]:
+    """deepctr-torch asks PyPI for its latest version in a thread on import; make that fail fast."""
+    import requests
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise requests.ConnectionError("benchmark: no network calls")
+
+    original = requests.get
+    requests.get = refuse  # type: ignore[assignment]
+    try:
+        yield
+        for t in threading.enumerate():
+            if t is not threading.main_thread():
+                t.join(timeout=5)
+    finally:
+        requests.get = original
+
+
+def run_deepctr(w: Workload, data: Data, threads: int) -> dict[str, Any]:
+    """DeepCTR-Torch: ``MMOE.compile`` + ``MMOE.fit`` for one epoch, then ``MMOE.predict``.
+
+    Its defaults add L2 penalties on embeddings (1e-5) that mtrs and torch-rechub do not have;
+    they are set to 0 here, and the gates are linear (``gate_dnn_hidden_units=()``) as in
+    the MMoE paper and in mtrs.
+    """
+    import torch
+
+    with _no_version_check():
+        import deepctr_torch
+        from deepctr_torch.inputs import DenseFeat, SparseFeat
+        from deepctr_torch.models import MMOE
+
+    columns: list[Any] = [
+        SparseFeat(f"c{j}", vocabulary_size=v, embedding_dim=w.embedding_dim)
+        for j, v in enumerate(w.vocabs)
+    ]
+    columns += [DenseFeat(f"n{j}", 1) for j in range(w.num_numeric)]
+    model = MMOE(
+        columns,
+        num_experts=w.num_experts,
+        expert_dnn_hidden_units=w.expert_hidden,
+        gate_dnn_hidden_units=(),
+        tower_dnn_hidden_units=w.tower_hidden,
+        l2_reg_linear=0.0,
+        l2_reg_embedding=0.0,
+        l2_reg_dnn=0.0,
+        seed=w.seed,
+        task_types=tuple("binary" for _ in w.tasks),
+        task_names=w.tasks,
+        device="cpu",
+    )
+    model.compile(
+        torch.optim.Adam(model.parameters(), lr=w.lr),
+        loss=["binary_crossentropy"] * len(w.tasks),
+    )
+    x = {f"c{j}": data.cat[:, j] for j in range(len(w.vocabs))}
+    x |= {f"n{j}": data.num[:, j] for j in range(w.num_numeric)}
+    _, train_s = _timed(
+        lambda: model.fit(x, data.labels, batch_size=w.batch_size, epochs=w.epochs, verbose=0)
+    )
+    pred, pred_s = _timed(lambda: model.predict(x, batch_size=w.predict_batch_size))
+    return {
+        "version": deepctr_torch.__version__,
+        "architecture": "MMOE",
+        "train_seconds": train_s,
+        "predict_seconds": pred_s,
+        "auc": _auc(data.labels, np.asarray(pred)),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_flops_per_sample": mmoe_flops(w).train,
+    }
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+def profile_mtrs(w: Workload, data: Data, threads: int, arch: str, top: int) -> dict[str, Any]:
+    """The top ``top`` ops (by self CPU time) of one mtrs training epoch under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    s = _mtrs_setup(w, data, arch, threads)
+    prep, trainer = s["prep"], s["trainer"]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        trainer.train_epoch(prep.full, 1)
+        seconds = time.perf_counter() - t0
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {
+        "profiled_seconds": seconds,
+        "total_self_cpu_ms": total / 1e3,
+        "ops": [
+            {
+                "op": e.key,
+                "calls": int(e.count),
+                "self_cpu_ms": e.self_cpu_time_total / 1e3,
+                "share": e.self_cpu_time_total / total,
+            }
+            for e in rows
+        ],
+    }
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one system in this (fresh) process and return its measurements."""
+    import torch
+
+    threads = args.threads
+    torch.set_num_threads(threads)
+    w = Workload(rows=args.rows, seed=args.seed)
+    data = generate(w)
+    rate = matmul_gflops()
+    if args.profile_top:
+        out = profile_mtrs(w, data, threads, args.mtrs_arch, args.profile_top)
+    elif args.system == "mtrs":
+        out = run_mtrs(w, data, threads, args.mtrs_arch)
+    elif args.system == "torch-rechub":
+        out = run_rechub(w, data, threads)
+    elif args.system == "deepctr":
+        out = run_deepctr(w, data, threads)
+    else:
+        raise SystemExit(f"unknown system '{args.system}' (known: {', '.join(SYSTEMS)})")
+    out |= {
+        "system": args.system,
+        "rows": w.rows,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_gflops": rate,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if "train_seconds" in out:
+        out["train_samples_per_s"] = w.rows * w.epochs / out["train_seconds"]
+        out["predict_samples_per_s"] = w.rows / out["predict_seconds"]
+        flops = out.get("train_flops_per_sample")
+        if flops:
+            achieved = flops * out["train_samples_per_s"] / 1e9
+            out["achieved_gflops"] = achieved
+            out["compute_bound_fraction"] = achieved / rate
+    return out
+
+
+# ----- parent: fresh processes, aggregation, table ----------------------------------------------
+
+
+def _spawn(system: str, args: argparse.Namespace, profile_top: int = 0) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--system",
+        system,
+        "--rows",
+        str(args.rows),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+        "--mtrs-arch",
+        args.mtrs_arch,
+        "--profile-top",
+        str(profile_top),
+    ]
+    env = os.environ | {
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TQDM_DISABLE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        return {"system": system, "error": f"exit {proc.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return float(statistics.median(vals)) if vals else None
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the repeats of one system (plus every repeat's raw numbers)."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[-1]["error"], "repeats": runs}
+    keys = (
+        "train_samples_per_s",
+        "predict_samples_per_s",
+        "peak_rss_mb",
+        "matmul_gflops",
+        "achieved_gflops",
+        "compute_bound_fraction",
+        "train_seconds",
+        "predict_seconds",
+    )
+    out: dict[str, Any] = {k: _median(ok, k) for k in keys}
+    first = ok[0]
+    for k in ("version", "architecture", "params", "train_flops_per_sample", "threads", "torch"):
+        out[k] = first.get(k)
+    out["auc"] = [float(np.median([r["auc"][t] for r in ok])) for t in range(len(first["auc"]))]
+    out["repeats"] = runs
+    return out
+
+
+def goals(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each goal of issue 5 with its measured value and whether it is met."""
+    m = summary.get("mtrs", {})
+    out: dict[str, dict[str, Any]] = {}
+
+    def ratio(key: str, peer: str) -> float | None:
+        a, b = m.get(key), summary.get(peer, {}).get(key)
+        return a / b if a and b else None
+
+    measured = {
+        "train_vs_torch-rechub": ratio("train_samples_per_s", "torch-rechub"),
+        "train_vs_deepctr": ratio("train_samples_per_s", "deepctr"),
+        "compute_bound_fraction": m.get("compute_bound_fraction"),
+        "predict_vs_torch-rechub": ratio("predict_samples_per_s", "torch-rechub"),
+    }
+    for name, target in GOALS.items():
+        value = measured[name]
+        out[name] = {
+            "target": target,
+            "measured": value,
+            "met": None if value is None else value >= target,
+        }
+    return out
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_report(
+    summary: dict[str, dict[str, Any]], checks: dict[str, dict[str, Any]], meta: dict[str, Any]
+) -> None:
+    """Rich tables: per system, then the goals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(
+        title=(
+            f"Throughput: {meta['rows']:,} rows, batch {meta['batch_size']}, "
+            f"{meta['threads']} threads, {meta['repeats']} repeat(s) (medians)"
+        )
+    )
+    for col in (
+        "system",
+        "train samples/s",
+        "predict samples/s",
+        "peak RSS MiB",
+        "train MFLOP/sample",
+        "achieved GFLOP/s",
+        "matmul GFLOP/s",
+        "compute bound",
+        "AUC a / b",
+    ):
+        t.add_column(col, justify="left" if col == "system" else "right")
+    for name, s in summary.items():
+        if "error" in s:
+            t.add_row(name, f"[red]failed: {s['error'].splitlines()[-1][:80]}[/red]")
+            continue
+        flops = s.get("train_flops_per_sample")
+        auc = s.get("auc") or []
+        t.add_row(
+            f"{name} {s.get('version', '')} ({s.get('architecture')})",
+            _fmt(s["train_samples_per_s"], ",.0f"),
+            _fmt(s["predict_samples_per_s"], ",.0f"),
+            _fmt(s["peak_rss_mb"], ",.0f"),
+            _fmt(flops / 1e6 if flops else None, ".2f"),
+            _fmt(s.get("achieved_gflops"), ".1f"),
+            _fmt(s.get("matmul_gflops"), ".1f"),
+            _fmt(s.get("compute_bound_fraction"), ".1%"),
+            " / ".join(f"{a:.3f}" for a in auc),
+        )
+    console.print(t)
+    g = Table(title="Goals (issue 5)")
+    for col in ("goal", "target", "measured", "met"):
+        g.add_column(col)
+    for name, c in checks.items():
+        pct = name == "compute_bound_fraction"
+        met = c["met"]
+        g.add_row(
+            name,
+            f"≥ {c['target']:.0%}" if pct else f"≥ {c['target']:.1f}×",
+            _fmt(c["measured"], ".1%" if pct else ".2f") + ("" if pct else "×"),
+            "—" if met is None else ("[green]yes[/green]" if met else "[red]no[/red]"),
+        )
+    console.print(g)
+    for name, s in summary.items():
+        if "error" in s:
+            console.print(f"[red]{name} failed:[/red]\n{s['error']}")
+
+
+def print_profile(prof: dict[str, Any]) -> None:
+    """The top ops of the profiled mtrs epoch."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=(
+            f"mtrs epoch under torch.profiler ({prof['profiled_seconds']:.2f} s wall, "
+            f"{prof['total_self_cpu_ms']:,.0f} ms self CPU)"
+        )
+    )
+    for col in ("op", "calls", "self CPU ms", "share"):
+        t.add_column(col, justify="left" if col == "op" else "right")
+    for op in prof["ops"]:
+        t.add_row(op["op"], str(op["calls"]), f"{op['self_cpu_ms']:,.1f}", f"{op['share']:.1%}")
+    Console().print(t)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--rows", type=int, default=200_000, help="synthetic rows (default 200000)")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {', '.join(SYSTEMS)}",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="fresh-process runs per system")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--seed", type=int, default=0, help="data and model seed")
+    p.add_argument(
+        "--threads", type=int, default=physical_cores(), help="torch threads (physical cores)"
+    )
+    p.add_argument("--mtrs-arch", default="mmoe", help="mtrs architecture (default mmoe)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one mtrs epoch (separate fresh process) and print the top ops",
+    )
+    p.add_argument("--top", type=int, default=20, help="ops to show with --profile")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--system", default="mtrs", help=argparse.SUPPRESS)
+    p.add_argument("--profile-top", type=int, default=0, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        real_stdout = sys.stdout
+        # Peers print progress and banners; only the result line may reach stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = worker(args)
+        real_stdout.write(json.dumps(result) + "\n")
+        return 0
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        print(f"--systems: unknown system(s) {unknown} (known: {', '.join(SYSTEMS)})")
+        return 2
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    prof: dict[str, Any] | None = None
+    total = len(systems) * args.repeats + (1 if args.profile else 0)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+    ) as progress:
+        task = progress.add_task("benchmark", total=total)
+        # Repeats interleave the systems, so slow drift of the machine hits all of them alike.
+        for r in range(args.repeats):
+            for s in systems:
+                progress.update(task, description=f"{s}: repeat {r + 1}/{args.repeats}")
+                runs[s].append(_spawn(s, args))
+                progress.advance(task)
+        if args.profile:
+            progress.update(task, description="mtrs: profiling one epoch")
+            prof = _spawn("mtrs", args, profile_top=args.top)
+            progress.advance(task)
+    summary = {s: summarise(rs) for s, rs in runs.items()}
+    checks = goals(summary)
+    meta = {
+        "rows": args.rows,
+        "batch_size": Workload().batch_size,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "workload": Workload(rows=args.rows, seed=args.seed).__dict__,
+        "cpu": _cpu_name(),
+    }
+    print_report(summary, checks, meta)
+    if prof is not None:
+        if "error" in prof:
+            print(f"profile failed: {prof['error']}")
+        else:
+            print_profile(prof)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"meta": meta, "systems": summary, "goals": checks, "profile": prof}
+        args.json.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command line: one module per command group; ``mtrs.cli.main:main`` is the entry point."""

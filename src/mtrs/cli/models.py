@@ -1,0 +1,156 @@
+"""``mtrs train``, ``mtrs evaluate`` and ``mtrs recommend``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mtrs.artifact import load_model, save_job, write_json
+from mtrs.cli.output import console, fmt, metrics_table, print_json
+from mtrs.config.load import load_config
+from mtrs.data.split import TEST
+from mtrs.errors import MtrsUserError
+from mtrs.eval.evaluator import evaluate as evaluate_split
+from mtrs.pipeline import prepare, run_job
+from mtrs.recommend.recommender import Recommendation
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``"click=1,purchase=2"`` → ``{"click": 1.0, "purchase": 2.0}``."""
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise MtrsUserError(
+                f"--weights: '{part}' is not task=number (e.g. click=1,purchase=2)"
+            ) from None
+    return out
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="The job's TOML config.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    seed: Annotated[int | None, typer.Option(help="Seed for every random source.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    architecture: Annotated[str | None, typer.Option(help="Override model.architecture.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train a model from a config and write its model directory."""
+    cfg = load_config(config)
+    if seed is not None:
+        cfg.train.seed = seed
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    if architecture is not None:
+        cfg.model.architecture = architecture
+    cfg.train.progress = cfg.train.progress and not as_json
+    job = run_job(cfg)
+    save_job(job, out)
+    if as_json:
+        print_json(
+            {
+                "model_dir": str(out),
+                "tasks": job.test_metrics,
+                "num_parameters": job.num_parameters,
+                "best_epoch": job.result.best_epoch,
+            }
+        )
+        return
+    console.print(
+        metrics_table(
+            f"test metrics — {cfg.model.architecture}",
+            {"valid (best epoch)": job.result.best_valid, "test": job.test_metrics},
+        )
+    )
+    console.print(
+        f"parameters: {job.num_parameters:,}   best epoch: {job.result.best_epoch}   model: {out}"
+    )
+
+
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory from `mtrs train`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Re-score a saved model on its test split; rewrites MODEL_DIR/metrics.json."""
+    m = load_model(model_dir)
+    prepared = prepare(m.cfg, processor=m.processor)
+    test = prepared.part(TEST)
+    if len(test) == 0:
+        raise MtrsUserError(f"{model_dir}: the config's split leaves no test rows to evaluate")
+    metrics = evaluate_split(m.model, test, m.tasks, m.relations, m.cfg.train.eval_batch_size)
+    doc = dict(m.metrics)
+    doc["tasks"] = metrics
+    write_json(Path(model_dir) / "metrics.json", doc)
+    from mtrs.artifact import write_manifest
+
+    write_manifest(Path(model_dir))
+    if as_json:
+        print_json(doc)
+        return
+    console.print(metrics_table(f"test metrics — {model_dir}", {"test": metrics}))
+
+
+def print_recommendation(rec: Recommendation) -> None:
+    """Per-task lists side by side, the merged list, and the predicted profile."""
+    source = "model" if rec.known_user else "[yellow]popularity — unknown user[/]"
+    k = max([len(v) for v in rec.lists.values()] + [len(rec.merged)])
+    table = Table(title=f"user {rec.user} ({source})")
+    table.add_column("rank", justify="right")
+    for t in rec.lists:
+        table.add_column(t)
+    weights = ", ".join(f"{t}={w:g}" for t, w in rec.weights.items())
+    table.add_column(f"merged ({rec.strategy}: {weights})")
+    for r in range(k):
+        cells = [f"{v[r][0]} ({v[r][1]:.3f})" if r < len(v) else "" for v in rec.lists.values()]
+        merged = rec.merged[r][0] if r < len(rec.merged) else ""
+        table.add_row(str(r + 1), *cells, merged)
+    console.print(table)
+    if rec.profile:
+        parts = []
+        for task, value in rec.profile.items():
+            if isinstance(value, dict):
+                best = max(value, key=value.__getitem__)
+                parts.append(f"{task}: {best} ({value[best]:.2f})")
+            else:
+                parts.append(f"{task}: {fmt(value, 3)}")
+        console.print("predicted profile — " + "; ".join(parts))
+
+
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory from `mtrs train`.")],
+    user: Annotated[str, typer.Option("--user", help="The user's id.")],
+    k: Annotated[int | None, typer.Option("--k", help="List length.")] = None,
+    merge: Annotated[str | None, typer.Option(help="weighted_sum | weighted_product | rrf")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Task weights, e.g. click=1,purchase=2")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Top-K list per task and the merged list for one user."""
+    if merge is not None and merge not in ("weighted_sum", "weighted_product", "rrf"):
+        raise MtrsUserError(
+            f"--merge: unknown strategy '{merge}' (weighted_sum, weighted_product, rrf)"
+        )
+    if k is not None and k < 1:
+        raise MtrsUserError("--k: must be at least 1")
+    rec = load_model(model_dir).recommender().recommend(user, k, merge, parse_weights(weights))
+    if as_json:
+        print_json(rec.to_json())
+    else:
+        print_recommendation(rec)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the main app."""
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(recommend)

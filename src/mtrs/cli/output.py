@@ -1,0 +1,67 @@
+"""Console output helpers: metric tables (Rich) and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a table cell ("–" for missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout (NaN as null)."""
+    from mtrs.artifact import write_json  # noqa: F401  (same cleaning rules)
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    sys.stdout.write(json.dumps(clean(data), indent=2) + "\n")
+
+
+def metrics_table(title: str, rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Table:
+    """Rows = systems/splits, columns = ``task/metric``.
+
+    Args:
+        title: Table title.
+        rows: Row name → {task → {metric → value}}.
+    """
+    cols: list[str] = []
+    for r in rows.values():
+        for task, ms in r.items():
+            for m in ms:
+                key = f"{task}/{m}"
+                if key not in cols:
+                    cols.append(key)
+    table = Table(title=title)
+    table.add_column("")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, r in rows.items():
+        cells = []
+        for c in cols:
+            task, m = c.split("/", 1)
+            cells.append(fmt(r.get(task, {}).get(m)))
+        table.add_row(name, *cells)
+    return table

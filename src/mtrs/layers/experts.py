@@ -1,0 +1,129 @@
+"""Mixture-of-experts building blocks: a batched pool of MLP experts and a softmax gate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtrs.layers.mlp import MLP
+
+
+class ExpertPool(nn.Module):
+    """``num_experts`` MLP experts of equal shape, evaluated as one batched operation.
+
+    Each layer's weights are stacked into one ``[E, in, out]`` tensor, so all experts run
+    in one ``einsum`` (shared input) or ``baddbmm`` (per-expert inputs) per layer instead
+    of a Python loop over experts: 8 experts cost about one 8× wider layer. Every expert
+    is Linear → ReLU (→ Dropout) per hidden layer, exactly like :class:`~mtrs.layers.mlp.MLP`
+    (and initialised like ``nn.Linear``); :meth:`from_mlps` loads separate MLPs' weights.
+
+    When the shared layer is a Transformer, the architectures feed the pool the
+    TokenEncoder's pooled vector: the tokens are encoded once and the experts are MLPs on
+    that vector (one Transformer per expert would multiply the costliest part of the
+    network by the number of experts).
+
+    Args:
+        in_dim: Input width of every expert.
+        hidden: Output width of each layer of an expert; empty makes each expert the identity.
+        num_experts: Number of experts E.
+        dropout: Dropout after each activation (0 disables).
+
+    Shape:
+        [B, in_dim] (one input for all experts) or [E, B, in_dim] (one input per expert)
+        → [B, E, out_dim].
+    """
+
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], num_experts: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError("an expert pool needs at least one expert")
+        self.in_dim = in_dim
+        self.num_experts = num_experts
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        width = in_dim
+        for h in hidden:
+            bound = 1.0 / math.sqrt(width)
+            w = torch.empty(num_experts, width, h).uniform_(-bound, bound)
+            b = torch.empty(num_experts, h).uniform_(-bound, bound)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+            width = h
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out_dim = width
+
+    @classmethod
+    def from_mlps(cls, mlps: Sequence[MLP]) -> ExpertPool:
+        """A pool whose expert ``e`` computes exactly what ``mlps[e]`` computes.
+
+        Raises:
+            ValueError: When the MLPs are not all of the same shape.
+        """
+        if not mlps:
+            raise ValueError("from_mlps needs at least one MLP")
+        linears = [[m for m in mlp.net if isinstance(m, nn.Linear)] for mlp in mlps]
+        shapes = [[(lin.in_features, lin.out_features) for lin in ls] for ls in linears]
+        if any(s != shapes[0] for s in shapes) or not shapes[0]:
+            raise ValueError("from_mlps needs MLPs of one and the same, non-empty shape")
+        drops = [m.p for m in mlps[0].net if isinstance(m, nn.Dropout)]
+        pool = cls(
+            shapes[0][0][0], [o for _, o in shapes[0]], len(mlps), drops[0] if drops else 0.0
+        )
+        with torch.no_grad():
+            for k, (w, b) in enumerate(zip(pool.weights, pool.biases, strict=True)):
+                w.copy_(torch.stack([ls[k].weight.T for ls in linears]))
+                b.copy_(torch.stack([ls[k].bias for ls in linears]))
+        return pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            if not len(self.weights):
+                return x.unsqueeze(1).expand(-1, self.num_experts, -1)
+            w0, b0 = self.weights[0], self.biases[0]
+            # One matmul against the experts' concatenated weights.
+            h = torch.einsum("bi,eio->ebo", x, w0) + b0.unsqueeze(1)
+            h = self.drop(torch.relu(h))
+            start = 1
+        else:
+            if x.shape[0] != self.num_experts:
+                raise ValueError(
+                    f"per-expert input has {x.shape[0]} rows of experts, pool has "
+                    f"{self.num_experts}"
+                )
+            h, start = x, 0
+        for w, b in zip(self.weights[start:], self.biases[start:], strict=True):
+            h = self.drop(torch.relu(torch.baddbmm(b.unsqueeze(1), h, w)))
+        return h.transpose(0, 1)
+
+
+class Gate(nn.Module):
+    """A softmax gate: one weight per expert for each row, summing to 1.
+
+    Args:
+        in_dim: Width of the gate's input.
+        num_experts: Number of experts it mixes.
+
+    Shape:
+        [B, in_dim] → [B, num_experts].
+    """
+
+    def __init__(self, in_dim: int, num_experts: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, num_experts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.softmax(self.linear(x), dim=-1)
+
+
+def mix(experts: Tensor, weights: Tensor) -> Tensor:
+    """The gate-weighted sum of expert outputs.
+
+    Shape:
+        experts [B, E, d], weights [B, E] → [B, d].
+    """
+    return torch.einsum("be,bed->bd", weights.to(experts.dtype), experts)

@@ -1,0 +1,1 @@
+"""Reports: matplotlib figures (Agg, PNG) gathered into a self-contained HTML page."""
