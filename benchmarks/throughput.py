@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -632,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "seed": args.seed,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "workload": Workload(rows=args.rows, seed=args.seed).__dict__,
+        "workload": asdict(Workload(rows=args.rows, seed=args.seed)),
         "cpu": _cpu_name(),
     }
     print_report(summary, checks, meta)

@@ -63,9 +63,9 @@ class MultiTaskModel(nn.Module):
         self.objective = (
             build_objective(
                 cfg.model.shared_objective,
-                self.embedding.layout.dim,
+                self.embedding.layout,
                 self.arch.shared_dim,
-                len(tasks),
+                tasks,
             )
             if self.lambda_shared > 0
             else None

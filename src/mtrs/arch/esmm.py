@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
-from mtrs.arch.base import ArchContext, Architecture, ArchOutput, SharedLayer, build_towers
+from mtrs.arch.base import (
+    ArchContext,
+    Architecture,
+    ArchOutput,
+    SharedLayer,
+    build_towers,
+    tower_widths,
+)
 from mtrs.arch.registry import register
 from mtrs.layers.task_attention import TaskTower
 
@@ -24,7 +33,7 @@ class TaskBranch(nn.Module):
 
     def forward(self, x: Tensor, user_only: bool = False) -> Tensor:
         enc = self.bottom.encode(x, user_only)
-        return self.tower(enc.vector, enc.tokens, enc.pad)  # type: ignore[no-any-return]
+        return self.tower(enc.vector, enc.tokens, enc.pad)
 
 
 @register("esmm")
@@ -49,13 +58,11 @@ class ESMM(Architecture):
     def __init__(self, ctx: ArchContext) -> None:
         super().__init__()
         bottoms = {t: SharedLayer(ctx.layout, ctx.cfg.shared) for t in ctx.task_names}
-        width = next(iter(bottoms.values())).out_dim
-        towers = build_towers(ctx, width)
+        towers = build_towers(ctx, next(iter(bottoms.values())).out_dim)
         self.branches = nn.ModuleDict(
-            {t: TaskBranch(b, towers[t]) for t, b in bottoms.items()}  # type: ignore[arg-type]
+            {t: TaskBranch(b, cast(TaskTower, towers[t])) for t, b in bottoms.items()}
         )
-        self.out_dims = {t: b.out_dim for t, b in bottoms.items()}
-        self.out_dims = {t: int(towers[t].out_dim) for t in bottoms}  # type: ignore[arg-type]
+        self.out_dims = tower_widths(towers)
         self.shared_dim = None
 
     def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:

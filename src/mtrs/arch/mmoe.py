@@ -18,8 +18,9 @@ from mtrs.layers.experts import ExpertPool, Gate, mix
 
 @register("mmoe")
 class MMoE(Architecture):
-    """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018, "Modeling Task Relationships in
-    Multi-task Learning with Multi-gate Mixture-of-Experts").
+    """Multi-gate Mixture-of-Experts (Ma et al., KDD 2018).
+
+    "Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts".
 
     ``model.experts.num_experts`` MLP experts (widths ``model.shared.hidden``), computed as
     one batched operation, read the input (or, with a Transformer shared layer, the pooled

@@ -18,8 +18,10 @@ from mtrs.layers.experts import ExpertPool, Gate, mix
 
 @register("omoe")
 class OMoE(Architecture):
-    """One-gate Mixture-of-Experts, the baseline of Ma et al. (KDD 2018, "Modeling Task
-    Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts").
+    """One-gate Mixture-of-Experts, the baseline of Ma et al. (KDD 2018).
+
+    From "Modeling Task Relationships in Multi-task Learning with Multi-gate
+    Mixture-of-Experts", where it is the one-gate (OMoE) baseline of MMoE.
 
     ``model.experts.num_experts`` MLP experts (widths ``model.shared.hidden``) read the input
     (or, with a Transformer shared layer, the pooled token encoding); one softmax gate mixes

@@ -87,9 +87,10 @@ class ExtractionLevel(nn.Module):
 
 @register("ple")
 class PLE(Architecture):
-    """Progressive Layered Extraction (Tang et al., RecSys 2020, "Progressive Layered
-    Extraction (PLE): A Novel Multi-Task Learning (MTL) Model for Personalized
-    Recommendations").
+    """Progressive Layered Extraction (Tang et al., RecSys 2020).
+
+    "Progressive Layered Extraction (PLE): A Novel Multi-Task Learning (MTL) Model for
+    Personalized Recommendations".
 
     ``model.experts.levels`` extraction levels; each has ``task_experts`` experts per task
     and ``num_experts`` shared experts, all MLPs of widths ``model.shared.hidden``. At each

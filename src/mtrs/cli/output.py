@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide page instead of Rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -40,17 +43,24 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(clean(data), indent=2) + "\n")
 
 
-def metrics_table(title: str, rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Table:
+def metrics_table(
+    title: str,
+    rows: Mapping[str, Mapping[str, Mapping[str, float]]],
+    only: tuple[str, ...] | None = None,
+) -> Table:
     """Rows = systems/splits, columns = ``task/metric``.
 
     Args:
         title: Table title.
         rows: Row name → {task → {metric → value}}.
+        only: Metric names to show (all when None).
     """
     cols: list[str] = []
     for r in rows.values():
         for task, ms in r.items():
             for m in ms:
+                if only is not None and m not in only:
+                    continue
                 key = f"{task}/{m}"
                 if key not in cols:
                     cols.append(key)

@@ -28,6 +28,9 @@ def history_indices(
     """
     n = len(user)
     src = np.flatnonzero(is_source)
+    if len(src) == 0:
+        # No source events at all (e.g. no click in these rows): every history is empty.
+        return np.zeros((n, max_length), np.int64), np.zeros((n, max_length), bool)
     # Rank timestamps so that (user, time) packs into one sortable int64 key.
     _, t_rank = np.unique(time, return_inverse=True)
     t_rank = t_rank.astype(np.int64)
@@ -40,9 +43,7 @@ def history_indices(
     start = np.searchsorted(key_src, user.astype(np.int64) * span, side="left")
     pos = end[:, None] - max_length + np.arange(max_length)[None, :]
     valid = pos >= start[:, None]
-    rows = np.where(valid, src_sorted[np.clip(pos, 0, max(len(src_sorted) - 1, 0))], 0)
-    if len(src_sorted) == 0:
-        valid[:] = False
+    rows = np.where(valid, src_sorted[np.clip(pos, 0, len(src_sorted) - 1)], 0)
     return rows.astype(np.int64), valid
 
 

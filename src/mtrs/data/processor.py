@@ -233,6 +233,11 @@ class FittedProcessor:
         time = df[d.time_col].to_numpy()
         tnum = pd.to_numeric(df[d.time_col], errors="coerce").to_numpy(dtype=np.float64)
         for f in self.histories:
+            if f.history_filter and f.history_filter not in df.columns:
+                raise MtrsUserError(
+                    f"feature '{f.name}': history_filter column '{f.history_filter}' is not in "
+                    "the rows to encode (pass precomputed histories instead)"
+                )
             is_src = (
                 df[f.history_filter].to_numpy(dtype=np.float64) == 1.0
                 if f.history_filter
@@ -284,7 +289,9 @@ class FittedProcessor:
         if t.positive_value is None:
             return col.to_numpy(dtype=np.float64)
         keys = as_keys(col)
-        v = (keys == t.positive_value).to_numpy(dtype=np.float64, na_value=0.0)
+        # fillna before to_numpy: an Arrow-backed boolean with missing values rejects a float
+        # na_value (pandas 3), and missing labels are masked below anyway.
+        v = (keys == t.positive_value).fillna(False).to_numpy(dtype=np.float64)
         return np.where(col.isna().to_numpy(), np.nan, v)
 
     # ----- serialisation --------------------------------------------------------------------
