@@ -1,7 +1,8 @@
-"""The reference throughput workload (brief §6): its sizes, its synthetic data and its cost model."""
+"""The reference throughput workload (brief §6): sizes, synthetic data and FLOP count."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import sys
@@ -118,7 +119,7 @@ class FlopCount:
 
 
 def _mlp_flops(widths: list[int]) -> int:
-    return sum(2 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    return sum(2 * a * b for a, b in itertools.pairwise(widths))
 
 
 def mmoe_flops(w: Workload, num_experts: int | None = None, gated: bool = True) -> FlopCount:

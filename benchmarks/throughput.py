@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workload import (  # noqa: E402
+from _workload import (
     Data,
     Workload,
     generate,
@@ -260,12 +260,16 @@ def _no_version_check() -> Iterator[None]:
         requests.get = original
 
 
-def run_deepctr(w: Workload, data: Data, threads: int) -> dict[str, Any]:
+def run_deepctr(
+    w: Workload, data: Data, threads: int, init_std: float | None = None
+) -> dict[str, Any]:
     """DeepCTR-Torch: ``MMOE.compile`` + ``MMOE.fit`` for one epoch, then ``MMOE.predict``.
 
     Its defaults add L2 penalties on embeddings (1e-5) that mtrs and torch-rechub do not have;
     they are set to 0 here, and the gates are linear (``gate_dnn_hidden_units=()``) as in
-    the MMoE paper and in mtrs.
+    the MMoE paper and in mtrs. ``init_std`` (library default 1e-4) is the std of every
+    embedding and DNN weight; that default drives activations, gradients and Adam's second
+    moments into subnormal floats, which CPUs process slowly (see docs/performance.md).
     """
     import torch
 
@@ -289,6 +293,7 @@ def run_deepctr(w: Workload, data: Data, threads: int) -> dict[str, Any]:
         l2_reg_embedding=0.0,
         l2_reg_dnn=0.0,
         seed=w.seed,
+        **({"init_std": init_std} if init_std is not None else {}),
         task_types=tuple("binary" for _ in w.tasks),
         task_names=w.tasks,
         device="cpu",
@@ -305,7 +310,7 @@ def run_deepctr(w: Workload, data: Data, threads: int) -> dict[str, Any]:
     pred, pred_s = _timed(lambda: model.predict(x, batch_size=w.predict_batch_size))
     return {
         "version": deepctr_torch.__version__,
-        "architecture": "MMOE",
+        "architecture": "MMOE" if init_std is None else f"MMOE, init_std={init_std:g}",
         "train_seconds": train_s,
         "predict_seconds": pred_s,
         "auc": _auc(data.labels, np.asarray(pred)),
@@ -357,6 +362,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     threads = args.threads
     torch.set_num_threads(threads)
+    load_before = os.getloadavg()[0]
     w = Workload(rows=args.rows, seed=args.seed)
     data = generate(w)
     rate = matmul_gflops()
@@ -367,7 +373,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     elif args.system == "torch-rechub":
         out = run_rechub(w, data, threads)
     elif args.system == "deepctr":
-        out = run_deepctr(w, data, threads)
+        out = run_deepctr(w, data, threads, args.deepctr_init_std)
     else:
         raise SystemExit(f"unknown system '{args.system}' (known: {', '.join(SYSTEMS)})")
     out |= {
@@ -377,6 +383,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "matmul_gflops": rate,
         "peak_rss_mb": peak_rss_mb(),
+        # Other work on the machine skews every number; the 1-minute load shows how much.
+        "loadavg_1m": [load_before, os.getloadavg()[0]],
     }
     if "train_seconds" in out:
         out["train_samples_per_s"] = w.rows * w.epochs / out["train_seconds"]
@@ -410,6 +418,8 @@ def _spawn(system: str, args: argparse.Namespace, profile_top: int = 0) -> dict[
         "--profile-top",
         str(profile_top),
     ]
+    if args.deepctr_init_std is not None:
+        cmd += ["--deepctr-init-std", str(args.deepctr_init_std)]
     env = os.environ | {
         "OMP_NUM_THREADS": str(args.threads),
         "MKL_NUM_THREADS": str(args.threads),
@@ -490,7 +500,7 @@ def print_report(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     t = Table(
         title=(
             f"Throughput: {meta['rows']:,} rows, batch {meta['batch_size']}, "
@@ -543,6 +553,14 @@ def print_report(
     for name, s in summary.items():
         if "error" in s:
             console.print(f"[red]{name} failed:[/red]\n{s['error']}")
+    loads = [
+        x for s in summary.values() for r in s.get("repeats", []) for x in r.get("loadavg_1m", [])
+    ]
+    if loads and max(loads) > 0.5 * meta["threads"] + 1:
+        console.print(
+            f"[yellow]warning: 1-minute load average reached {max(loads):.1f} on "
+            f"{os.cpu_count()} CPUs during the runs; other work skews these numbers.[/yellow]"
+        )
 
 
 def print_profile(prof: dict[str, Any]) -> None:
@@ -560,7 +578,7 @@ def print_profile(prof: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "op" else "right")
     for op in prof["ops"]:
         t.add_row(op["op"], str(op["calls"]), f"{op['self_cpu_ms']:,.1f}", f"{op['share']:.1%}")
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -578,6 +596,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=physical_cores(), help="torch threads (physical cores)"
     )
     p.add_argument("--mtrs-arch", default="mmoe", help="mtrs architecture (default mmoe)")
+    p.add_argument(
+        "--deepctr-init-std",
+        type=float,
+        default=None,
+        help="override DeepCTR-Torch's init_std (default: the library's own, 1e-4)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",

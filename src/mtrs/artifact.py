@@ -180,9 +180,19 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     for name in (*FILES, "manifest.json"):
         if not (d / name).is_file():
             raise MtrsUserError(f"{d}: not an mtrs model directory (missing {name})")
-    manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        digests = dict(manifest["sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise MtrsUserError(f"{d / 'manifest.json'}: not a valid mtrs manifest") from None
     if verify:
-        for name, digest in manifest["sha256"].items():
+        # Every file the loader reads must be covered, so dropping an entry hides nothing.
+        unlisted = [name for name in FILES if name not in digests]
+        if unlisted:
+            raise MtrsUserError(f"{d / 'manifest.json'}: no checksum for {unlisted[0]}")
+        for name, digest in digests.items():
+            if Path(name).name != name or not (d / name).is_file():
+                raise MtrsUserError(f"{d / 'manifest.json'}: lists an unknown file '{name}'")
             if _sha256(d / name) != digest:
                 raise MtrsUserError(f"{d / name}: checksum does not match manifest.json")
     import tomllib

@@ -71,12 +71,13 @@ class MultiTaskModel(nn.Module):
             else None
         )
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def forward(self, batch: Batch, user_tasks: bool = True) -> ModelOutput:
+        """Logits of every task; ``user_tasks=False`` skips the user-side pass (serving lists)."""
         x = self.embedding(batch)
         out = self.arch(x)
         logits = {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
         gates = dict(out.gates)
-        if self.user_tasks:
+        if self.user_tasks and user_tasks:
             xu = self.embedding(batch, user_only=True)
             ou = self.arch(xu, user_only=True)
             for t in self.user_tasks:
@@ -102,11 +103,14 @@ class HardParallelModel(nn.Module):
             {t.name: MultiTaskModel(proc, cfg, [t], cfg.model.architecture) for t in tasks}
         )
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def forward(self, batch: Batch, user_tasks: bool = True) -> ModelOutput:
+        """Each task's own model; ``user_tasks=False`` skips profiling tasks (serving lists)."""
         logits: dict[str, Tensor] = {}
         losses: list[Tensor] = []
         for part in self.parts.values():
-            o = part(batch)
+            if not user_tasks and not part.event_tasks:
+                continue
+            o = part(batch, user_tasks)
             logits.update(o.logits)
             if o.shared_loss is not None:
                 losses.append(o.shared_loss)

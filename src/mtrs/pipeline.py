@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,11 +125,25 @@ def build(cfg: JobConfig, prepared: Prepared) -> tuple[nn.Module, list[Task], li
     return model, tasks, relations
 
 
-def run_job(cfg: JobConfig, tables: Tables | None = None, prepared: Prepared | None = None) -> Job:
-    """Prepare, build, train with validation, and score the test split."""
+def run_job(
+    cfg: JobConfig,
+    tables: Tables | None = None,
+    prepared: Prepared | None = None,
+    configure: Callable[[Trainer], None] | None = None,
+) -> Job:
+    """Prepare, build, train with validation, and score the test split.
+
+    Args:
+        cfg: The job config.
+        tables: Tables already in memory (else read from ``[data]``).
+        prepared: Data already prepared with this config's split (shared across runs).
+        configure: Called with the trainer before training (e.g. to attach diagnostics).
+    """
     prepared = prepared or prepare(cfg, tables)
     model, tasks, relations = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg, relations)
+    if configure is not None:
+        configure(trainer)
     valid = prepared.part(VALID)
     result = trainer.fit(prepared.part(TRAIN), valid if len(valid) else None)
     test = prepared.part(TEST)

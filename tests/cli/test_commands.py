@@ -13,18 +13,52 @@ from mtrs.cli.main import run
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
-    assert run(["data", "synth", "--out", str(root / "data"), "--users", "150", "--items", "40",
-                "--events", "6000", "--seed", "1"]) == 0
-    assert run(["train", str(root / "data" / "mtrs.toml"), "--out", str(root / "model"),
-                "--epochs", "1", "--json"]) == 0
+    assert (
+        run(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(root / "data"),
+                "--users",
+                "150",
+                "--items",
+                "40",
+                "--events",
+                "6000",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        run(
+            [
+                "train",
+                str(root / "data" / "mtrs.toml"),
+                "--out",
+                str(root / "model"),
+                "--epochs",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return root
 
 
 def test_train_writes_a_complete_model_directory(trained: Path) -> None:
     model = trained / "model"
     names = {p.name for p in model.iterdir()}
-    assert {"model.safetensors", "processor.json", "config.toml", "metrics.json",
-            "manifest.json"} <= names
+    assert {
+        "model.safetensors",
+        "processor.json",
+        "config.toml",
+        "metrics.json",
+        "manifest.json",
+    } <= names
     metrics = json.loads((model / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"click", "purchase", "gender", "click_purchase"}
     assert 0.4 < metrics["tasks"]["click"]["auc"] < 1.0
@@ -32,7 +66,9 @@ def test_train_writes_a_complete_model_directory(trained: Path) -> None:
     assert metrics["num_parameters"] > 1000
 
 
-def test_evaluate_reproduces_training_metrics(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_reproduces_training_metrics(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = json.loads((trained / "model" / "metrics.json").read_text())["tasks"]
     capsys.readouterr()
     assert run(["evaluate", str(trained / "model"), "--json"]) == 0
@@ -44,8 +80,24 @@ def test_evaluate_reproduces_training_metrics(trained: Path, capsys: pytest.Capt
 
 def test_recommend_json(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert run(["recommend", str(trained / "model"), "--user", "3", "--k", "5", "--json",
-                "--merge", "rrf", "--weights", "click=1,purchase=0.5"]) == 0
+    assert (
+        run(
+            [
+                "recommend",
+                str(trained / "model"),
+                "--user",
+                "3",
+                "--k",
+                "5",
+                "--json",
+                "--merge",
+                "rrf",
+                "--weights",
+                "click=1,purchase=0.5",
+            ]
+        )
+        == 0
+    )
     rec = json.loads(capsys.readouterr().out)
     assert rec["source"] == "model"
     assert set(rec["lists"]) == {"click", "purchase", "click_purchase"}
@@ -67,8 +119,24 @@ def test_recommend_table_and_bad_weights(trained: Path, capsys: pytest.CaptureFi
 
 
 def test_quickstart_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["quickstart", "--out", str(tmp_path), "--events", "4000", "--users", "120",
-                "--items", "40", "--epochs", "1"]) == 0
+    assert (
+        run(
+            [
+                "quickstart",
+                "--out",
+                str(tmp_path),
+                "--events",
+                "4000",
+                "--users",
+                "120",
+                "--items",
+                "40",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "oracle" in out and "single" in out and "shared_bottom" in out
     html = (tmp_path / "report.html").read_text()

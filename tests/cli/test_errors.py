@@ -41,27 +41,49 @@ def _train(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 CASES = [
-    ("misspelt key", lambda t: t.replace("[model]\n", "[model]\narchitecure = 'mmoe'\n"),
-     ["unknown key", "model.architecure"]),
-    ("missing key", lambda t: t.replace('name = "device"\nkind = "categorical"',
-                                        'name = "device"'), ["missing", "kind"]),
-    ("missing column", lambda t: t.replace('name = "brand"', 'name = "brandx"'),
-     ["brandx", "not found"]),
-    ("label is a feature", lambda t: t + '\n[[features]]\nname = "click"\nkind = "numeric"\n'
-     'group = "context"\n', ["click", "label may not be used as a feature"]),
-    ("unknown task type", lambda t: t.replace('type = "binary"\nlabel = "click"',
-                                              'type = "binry"\nlabel = "click"'),
-     ["tasks.0.type"]),
-    ("unknown architecture", lambda t: t.replace('architecture = "shared_bottom"',
-                                                 'architecture = "nope"'),
-     ["model.architecture", "nope"]),
+    (
+        "misspelt key",
+        lambda t: t.replace("[model]\n", "[model]\narchitecure = 'mmoe'\n"),
+        ["unknown key", "model.architecure"],
+    ),
+    (
+        "missing key",
+        lambda t: t.replace('name = "device"\nkind = "categorical"', 'name = "device"'),
+        ["missing", "kind"],
+    ),
+    (
+        "missing column",
+        lambda t: t.replace('name = "brand"', 'name = "brandx"'),
+        ["brandx", "not found"],
+    ),
+    (
+        "label is a feature",
+        lambda t: t + '\n[[features]]\nname = "click"\nkind = "numeric"\ngroup = "context"\n',
+        ["click", "label may not be used as a feature"],
+    ),
+    (
+        "unknown task type",
+        lambda t: t.replace('type = "binary"\nlabel = "click"', 'type = "binry"\nlabel = "click"'),
+        ["tasks.0.type"],
+    ),
+    (
+        "unknown architecture",
+        lambda t: t.replace('architecture = "shared_bottom"', 'architecture = "nope"'),
+        ["model.architecture", "nope"],
+    ),
     ("not toml", lambda t: t + "\n[[[", ["not valid TOML"]),
 ]
 
 
 @pytest.mark.parametrize(("name", "edit", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_bad_config_exits_2(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                            name: str, edit: callable, expected: list[str]) -> None:  # type: ignore[valid-type]
+def test_bad_config_exits_2(
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    edit: callable,
+    expected: list[str],
+) -> None:  # type: ignore[valid-type]
     code, err = _train(_config(data_dir, tmp_path, edit), tmp_path, capsys)
     assert code == 2, err
     for fragment in expected:
@@ -69,8 +91,9 @@ def test_bad_config_exits_2(data_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert err.count("error:") == 1
 
 
-def test_wrong_type_names_column_and_row(data_dir: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_type_names_column_and_row(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     items = pd.read_csv(data_dir / "items.csv")
     items["price"] = items["price"].astype(object)
     items.loc[3, "price"] = "cheap"
@@ -85,8 +108,9 @@ def test_wrong_type_names_column_and_row(data_dir: Path, tmp_path: Path,
 def test_empty_table(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("user_id,item_id,timestamp,click,purchase,hour,device\n")
-    cfg = _config(data_dir, tmp_path,
-                  lambda t: t.replace(str(data_dir / "interactions.csv"), str(empty)))
+    cfg = _config(
+        data_dir, tmp_path, lambda t: t.replace(str(data_dir / "interactions.csv"), str(empty))
+    )
     code, err = _train(cfg, tmp_path, capsys)
     assert code == 2
     assert "empty.csv" in err and "empty" in err
@@ -94,8 +118,19 @@ def test_empty_table(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_console_script_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    proc = subprocess.run([sys.executable, "-m", "mtrs.cli.main", "train", str(missing),
-                           "--out", str(tmp_path / "m")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtrs.cli.main",
+            "train",
+            str(missing),
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -161,6 +161,38 @@ def test_unknown_relation_task(tmp_path: Path) -> None:
     assert "relations" in msg and "'purchase'" in msg
 
 
+def test_relation_must_join_binary_tasks(tmp_path: Path) -> None:
+    raw = _minimal()
+    raw["tasks"].append({"name": "rating", "type": "regression", "label": "rating"})
+    raw["relations"] = [{"parent": "click", "child": "rating"}]
+    msg = _error(tmp_path, raw)
+    assert "relations" in msg and "'rating'" in msg and "binary" in msg
+
+
+def test_relation_joint_name_may_not_shadow_a_task(tmp_path: Path) -> None:
+    raw = _minimal()
+    raw["relations"] = [{"parent": "click", "child": "buy", "name": "buy"}]
+    msg = _error(tmp_path, raw)
+    assert "joint name 'buy'" in msg
+
+
+def test_relation_parent_and_child_differ(tmp_path: Path) -> None:
+    raw = _minimal()
+    raw["relations"] = [{"parent": "click", "child": "click"}]
+    assert "'click'" in _error(tmp_path, raw)
+
+
+def test_merge_weights_may_name_a_relation_but_not_a_profile_task(tmp_path: Path) -> None:
+    raw = _minimal() | {"recommend": {"weights": {"click_buy": 1.0, "click": 0.5}}}
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.recommend.weights == {"click_buy": 1.0, "click": 0.5}
+    raw = _minimal()
+    raw["tasks"].append({"name": "gender", "type": "binary", "label": "g", "scope": "user"})
+    raw["recommend"] = {"weights": {"gender": 1.0}}
+    msg = _error(tmp_path, raw)
+    assert "recommend.weights" in msg and "'gender'" in msg
+
+
 def test_early_stop_needs_task_slash_metric(tmp_path: Path) -> None:
     raw = _minimal() | {"train": {"early_stop": "click_auc"}}
     msg = _error(tmp_path, raw)

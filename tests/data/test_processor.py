@@ -1,4 +1,4 @@
-"""Tests for the encoders and the fitted processor: vocabularies, scalers, labels, JSON round trip."""
+"""Tests for the encoders and the fitted processor: vocabularies, scalers, labels, JSON."""
 
 from __future__ import annotations
 

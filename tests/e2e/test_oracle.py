@@ -28,8 +28,9 @@ def _config(data_dir: Path, architecture: str) -> dict:
     raw["features"].append({"name": "user_id", "kind": "categorical", "group": "user"})
     raw["model"]["architecture"] = architecture
     raw["split"] = {"method": "random", "valid_fraction": 0.1, "test_fraction": 0.2, "seed": 0}
-    raw["train"].update({"epochs": 12, "patience": 2, "weight_decay": 0.1, "lr": 0.003,
-                         "progress": False})
+    raw["train"].update(
+        {"epochs": 12, "patience": 2, "weight_decay": 0.1, "lr": 0.003, "progress": False}
+    )
     return raw
 
 

@@ -1,4 +1,4 @@
-"""Hand-computed losses of binary, regression and multiclass tasks, masking, and the ESMM relation."""
+"""Hand-computed losses of binary, regression and multiclass tasks, masking, and ESMM."""
 
 from __future__ import annotations
 
@@ -117,9 +117,7 @@ def _esmm(arch_relation: str | None, loss: bool | None = None) -> tuple[list[Tas
 
 # click, buy labels; buy counts only where click = 1 (a conditional label).
 LABELS = _t([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
-MASK = torch.tensor(
-    [[True, True], [True, True], [True, False], [True, False], [False, False]]
-)
+MASK = torch.tensor([[True, True], [True, True], [True, False], [True, False], [False, False]])
 CLICK_LOGIT = [0.0, 1.0, -1.0, 2.0, 5.0]
 BUY_LOGIT = [0.0, -1.0, 3.0, 0.5, -5.0]
 

@@ -131,8 +131,11 @@ def quickstart(
     oracle = oracle_metrics(next(iter(jobs.values())), truth)
     rows: dict[str, Any] = {"oracle (true probabilities)": oracle}
     rows.update({f"{a} ({j.num_parameters:,} params)": j.test_metrics for a, j in jobs.items()})
-    console.print(metrics_table("test metrics per task", rows,
-                                only=("auc", "gauc", "rmse", "accuracy", "macro_f1")))
+    console.print(
+        metrics_table(
+            "test metrics per task", rows, only=("auc", "gauc", "rmse", "accuracy", "macro_f1")
+        )
+    )
     report = write_report(out, jobs, oracle)
     console.print(f"[bold]3.[/] report: {report}")
     model = load_model(out / "models" / "shared_bottom")

@@ -259,14 +259,39 @@ class JobConfig(StrictModel):
                         f"features.{f.name}.item_feature: must name a categorical feature "
                         "(the item id) whose embedding the history shares"
                     )
-        known = set(tnames)
-        for r in self.relations:
-            for side in (r.parent, r.child):
-                if side not in known:
-                    raise ValueError(f"relations: task '{side}' is not declared in [[tasks]]")
+        _check_relations(self.tasks, self.relations)
         if self.train.early_stop is not None and "/" not in self.train.early_stop:
             raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
+        # Merge weights name the lists a recommendation has: event tasks that are not
+        # multiclass, and relations' joint tasks (e.g. ESMM's click_purchase).
+        listed = {t.name for t in self.tasks if t.scope == "event" and t.type != "multiclass"}
+        listed |= {r.joint_name for r in self.relations}
         for w in self.recommend.weights:
-            if w not in known:
-                raise ValueError(f"recommend.weights: task '{w}' is not declared in [[tasks]]")
+            if w not in listed:
+                raise ValueError(
+                    f"recommend.weights: '{w}' is not a task with a list "
+                    f"(lists: {', '.join(sorted(listed))})"
+                )
         return self
+
+
+def _check_relations(tasks: list[TaskConfig], relations: list[RelationConfig]) -> None:
+    """Relations join two distinct binary tasks; joint names collide with nothing."""
+    by_name = {t.name: t for t in tasks}
+    taken = set(by_name)
+    for r in relations:
+        for side in (r.parent, r.child):
+            if side not in by_name:
+                raise ValueError(f"relations: task '{side}' is not declared in [[tasks]]")
+            if by_name[side].type != "binary":
+                raise ValueError(
+                    f"relations: task '{side}' is {by_name[side].type}; "
+                    f"an {r.type} relation joins binary tasks"
+                )
+        if r.parent == r.child:
+            raise ValueError(f"relations: parent and child are both '{r.parent}'")
+        if r.joint_name in taken:
+            raise ValueError(
+                f"relations: joint name '{r.joint_name}' is already a task or relation name"
+            )
+        taken.add(r.joint_name)

@@ -1,1 +1,1 @@
-"""Data: readers, table joins, splits, behaviour histories, the processor, batches, synthetic logs."""
+"""Data: readers, table joins, splits, histories, the processor, batches, synthetic logs."""

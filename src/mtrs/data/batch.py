@@ -44,9 +44,9 @@ class Batch:
                 out[f.name] = {k: fn(t) for k, t in v.items()}  # type: ignore[operator]
             else:
                 out[f.name] = fn(v)  # type: ignore[operator]
-        return replace(self, **out)
+        return replace(self, **out)  # type: ignore[arg-type]
 
-    def take(self, index: Tensor) -> Batch:
+    def take(self, index: Tensor | slice) -> Batch:
         """The rows at ``index`` (a 1-D int64 tensor or a slice)."""
         return self._map(lambda t: t[index])
 

@@ -62,7 +62,9 @@ class Vocabulary:
             codes[keys.isna().to_numpy()] = OOV
             return codes
         index = self._index()
-        idx = index.get_indexer(keys.astype(object).where(keys.notna(), None))
+        idx = index.get_indexer(
+            pd.Index(keys.astype(object).where(keys.notna(), None), dtype=object)
+        )
         return np.where(idx >= 0, idx + 2, OOV).astype(np.int64)
 
     def _index(self) -> pd.Index:

@@ -147,7 +147,7 @@ class FittedProcessor:
                 )
             return TaskEncoding(t, classes=classes)
         if t.type == "regression":
-            return TaskEncoding(t, scaler=Scaler.fit(FittedProcessor._label_values(col, t)))
+            return TaskEncoding(t, scaler=Scaler.fit(FittedProcessor.label_values(col, t)))
         return TaskEncoding(t)
 
     # ----- encoding -------------------------------------------------------------------------
@@ -266,13 +266,12 @@ class FittedProcessor:
             if t.label not in df.columns:
                 continue
             if enc.classes is not None:
-                idx = pd.Index(enc.classes, dtype=object).get_indexer(
-                    as_keys(df[t.label]).astype(object).where(df[t.label].notna(), None)
-                )
+                keys = as_keys(df[t.label]).astype(object).where(df[t.label].notna(), None)
+                idx = pd.Index(enc.classes, dtype=object).get_indexer(pd.Index(keys, dtype=object))
                 ok = idx >= 0
                 labels[:, j] = np.where(ok, idx, 0)
             else:
-                v = self._label_values(df[t.label], t)
+                v = self.label_values(df[t.label], t)
                 ok = ~np.isnan(v)
                 if enc.scaler is not None:
                     v = enc.scaler.transform(v)
@@ -285,7 +284,11 @@ class FittedProcessor:
         return labels, mask
 
     @staticmethod
-    def _label_values(col: pd.Series, t: TaskConfig) -> np.ndarray:
+    def label_values(col: pd.Series, t: TaskConfig) -> np.ndarray:
+        """A binary or regression label column as floats, NaN where missing.
+
+        With ``positive_value`` set, that value gives 1 and any other value 0.
+        """
         if t.positive_value is None:
             return col.to_numpy(dtype=np.float64)
         keys = as_keys(col)

@@ -44,7 +44,6 @@ def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
         raise MtrsUserError(f"{p}: the table is empty")
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise MtrsUserError(
-            f"{p}: missing column '{missing[0]}' (columns present: {', '.join(map(str, df.columns))})"
-        )
+        present = ", ".join(map(str, df.columns))
+        raise MtrsUserError(f"{p}: missing column '{missing[0]}' (columns present: {present})")
     return df

@@ -53,6 +53,8 @@ class InputLayout:
 class _FusedTable(nn.Module):
     """All categorical fields of one width in one table, addressed with per-field offsets."""
 
+    offsets: Tensor
+
     def __init__(self, sizes: list[int], dim: int) -> None:
         super().__init__()
         offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
@@ -61,7 +63,7 @@ class _FusedTable(nn.Module):
         nn.init.normal_(self.table.weight, std=0.05)
 
     def forward(self, codes: Tensor) -> Tensor:
-        return self.table(codes + self.offsets)  # type: ignore[no-any-return]
+        return self.table(codes + self.offsets)
 
 
 class FeatureEmbedding(nn.Module):
@@ -79,6 +81,11 @@ class FeatureEmbedding(nn.Module):
         batch → [B, d]; with ``user_only`` the item and context fields are zero and target
         attention (which needs the candidate item) falls back to mean pooling.
     """
+
+    keep_user: Tensor
+    keep_dot_user: Tensor
+    pair_rows: Tensor
+    pair_cols: Tensor
 
     def __init__(self, proc: FittedProcessor, cfg: ModelConfig) -> None:
         super().__init__()
@@ -181,7 +188,8 @@ class FeatureEmbedding(nn.Module):
         """Embedding of a categorical feature for each row (the candidate item for attention)."""
         g, k = self._cat_pos[feature]
         table: _FusedTable = self.tables[g]  # type: ignore[assignment]
-        return table.table(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])  # type: ignore[no-any-return]
+        out: Tensor = table.table(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])
+        return out
 
     def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
         assert f.item_feature is not None
@@ -196,7 +204,8 @@ class FeatureEmbedding(nn.Module):
             seq = self.seq_encoders[f.name](seq, mask, batch.hist_gap.get(f.name))
         if f.name in self.attn and not user_only:
             query = self.item_vector(batch, f.item_feature)
-            return self.attn[f.name](query, seq, mask)  # type: ignore[no-any-return]
+            pooled: Tensor = self.attn[f.name](query, seq, mask)
+            return pooled
         return masked_mean(seq, mask)
 
     def forward(self, batch: Batch, user_only: bool = False) -> Tensor:

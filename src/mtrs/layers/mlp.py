@@ -31,4 +31,4 @@ class MLP(nn.Module):
         self.out_dim = width
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+        return self.net(x)

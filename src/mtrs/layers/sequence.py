@@ -23,6 +23,10 @@ class TargetAttention(nn.Module):
 
     The score of each position comes from an MLP over ``[q, k, q−k, q·k]``; scores are
     normalised with a masked softmax so that the pooled vector stays on the scale of one item.
+    The first layer is applied in decomposed form, ``A·q + B·k + C·(q∘k)`` (the ``q−k`` block
+    folds into A and B), so the [B, L, 4·D] concatenation is never built: the same function
+    at a quarter of the memory traffic, which dominates when one user is scored against
+    100,000 candidates.
 
     Shape:
         query [B, D], seq [B, L, D], mask [B, L] → [B, D].
@@ -30,13 +34,20 @@ class TargetAttention(nn.Module):
 
     def __init__(self, dim: int, hidden: list[int]) -> None:
         super().__init__()
-        self.mlp = MLP(4 * dim, hidden)
+        first = hidden[0] if hidden else dim
+        self.q_proj = nn.Linear(dim, first)
+        self.k_proj = nn.Linear(dim, first, bias=False)
+        self.qk_proj = nn.Linear(dim, first, bias=False)
+        self.mlp = MLP(first, hidden[1:])
         self.score = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, query: Tensor, seq: Tensor, mask: Tensor) -> Tensor:
-        q = query.unsqueeze(1).expand_as(seq)
-        feats = torch.cat([q, seq, q - seq, q * seq], dim=-1)
-        logits = self.score(self.mlp(feats)).squeeze(-1)
+        h = (
+            self.q_proj(query).unsqueeze(1)
+            + self.k_proj(seq)
+            + self.qk_proj(query.unsqueeze(1) * seq)
+        )
+        logits = self.score(self.mlp(torch.relu(h))).squeeze(-1)
         logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
         w = torch.softmax(logits, dim=-1) * mask.to(logits.dtype)
         return (w.unsqueeze(-1) * seq).sum(1)

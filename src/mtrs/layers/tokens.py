@@ -24,6 +24,8 @@ class TokenEncoder(nn.Module):
         x [B, d] → tokens [B, 1 + T, d_model] and pooled [B, 2·d_model].
     """
 
+    user_token: Tensor
+
     def __init__(self, layout: InputLayout, cfg: LayerConfig) -> None:
         super().__init__()
         if cfg.tokens == "group":

@@ -77,6 +77,14 @@ class Catalog:
             object.__setattr__(self, "_user_index", index)
         return index.get(str(user_id))
 
+    def item_positions(self, item_ids: list[str]) -> np.ndarray:
+        """Catalog positions of raw item ids (−1 for unknown ids)."""
+        index = getattr(self, "_item_index", None)
+        if index is None:
+            index = pd.Index(self.item_ids)
+            object.__setattr__(self, "_item_index", index)
+        return np.asarray(index.get_indexer(pd.Index([str(i) for i in item_ids])), dtype=np.int64)
+
     def seen(self, row: int) -> np.ndarray:
         """Item positions the user already interacted with."""
         return self.seen_idx[self.seen_ptr[row] : self.seen_ptr[row + 1]]
@@ -160,8 +168,8 @@ def build_catalog(
     context = proc.encode(ctx_row, history=ctx_hist)
     # Seen items per user (the items each user interacted with anywhere in the log).
     src = _source_mask(frame, proc)
-    item_pos = pd.Index(item_keys).get_indexer(as_keys(frame[d.item_col]).astype(str))
-    user_pos = pd.Index(user_keys).get_indexer(as_keys(frame[d.user_col]).astype(str))
+    item_pos = pd.Index(item_keys).get_indexer(pd.Index(as_keys(frame[d.item_col]).astype(str)))
+    user_pos = pd.Index(user_keys).get_indexer(pd.Index(as_keys(frame[d.user_col]).astype(str)))
     pairs = pd.DataFrame({"u": user_pos[src], "i": item_pos[src]}).drop_duplicates()
     pairs = pairs.sort_values(["u", "i"])
     counts = np.bincount(pairs["u"].to_numpy(), minlength=len(user_keys))
@@ -170,7 +178,7 @@ def build_catalog(
     for t in proc.tasks:
         col = frame[t.config.label]
         if t.config.type == "binary" and t.config.scope == "event":
-            w = np.nan_to_num(col.to_numpy(dtype=np.float64)) * train_mask
+            w = np.nan_to_num(FittedProcessor.label_values(col, t.config)) * train_mask
             popularity[t.config.name] = np.bincount(item_pos, weights=w, minlength=len(item_keys))
     return Catalog(
         item_keys, user_keys, items, users, context, seen_ptr, pairs["i"].to_numpy(), popularity
@@ -188,7 +196,7 @@ def _serving_history(
     frame: pd.DataFrame, user_keys: list[str], proc: FittedProcessor
 ) -> HistoryInput:
     d = proc.cfg.data
-    user = pd.Index(user_keys).get_indexer(as_keys(frame[d.user_col]).astype(str))
+    user = pd.Index(user_keys).get_indexer(pd.Index(as_keys(frame[d.user_col]).astype(str)))
     time = frame[d.time_col].to_numpy()
     items: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}

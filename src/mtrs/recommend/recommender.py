@@ -133,20 +133,30 @@ class Recommender:
             ``(scores, profile)``: scores per list task [n]; the user-scoped predictions.
         """
         parts: dict[str, list[np.ndarray]] = {t: [] for t in self.list_tasks}
-        profile: dict[str, Any] = {}
         chunk = self.cfg.chunk_size
         cand_t = torch.from_numpy(candidates.astype(np.int64))
+        list_tasks = [t for t in self.tasks if not t.user_scoped]
         for start in range(0, len(cand_t), chunk):
-            out = self.model(self._assemble(row, cand_t[start : start + chunk]))
-            probs = {t.name: t.kind.predict(out.logits[t.name].float()) for t in self.tasks}
-            for t in self.tasks:
+            out = self.model(self._assemble(row, cand_t[start : start + chunk]), user_tasks=False)
+            probs = {t.name: t.kind.predict(out.logits[t.name].float()) for t in list_tasks}
+            for t in list_tasks:
                 if t.name in parts:
                     parts[t.name].append(t.to_output(probs[t.name].numpy()))
             for r in self.relations:
                 parts[r.name].append(r.predict(probs).numpy())
-            if not profile:
-                profile = self._profile({k: v[:1] for k, v in probs.items()})
-        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}, profile
+        scores = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+        return scores, self.profile(row)
+
+    @torch.no_grad()
+    def profile(self, row: int) -> dict[str, Any]:
+        """The user-scoped tasks' predictions (the user's predicted profile)."""
+        if not any(t.user_scoped for t in self.tasks):
+            return {}
+        out = self.model(self._assemble(row, torch.zeros(1, dtype=torch.long)))
+        probs = {
+            t.name: t.kind.predict(out.logits[t.name].float()) for t in self.tasks if t.user_scoped
+        }
+        return self._profile(probs)
 
     def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -227,11 +237,11 @@ class Recommender:
     def _candidates(self, row: int | None, candidates: list[str] | None) -> np.ndarray:
         n_items = len(self.catalog.item_ids)
         if candidates is not None:
-            index = {i: p for p, i in enumerate(self.catalog.item_ids)}
-            missing = [c for c in candidates if str(c) not in index]
-            if missing:
-                raise MtrsUserError(f"candidates: unknown item id '{missing[0]}'")
-            return np.array([index[str(c)] for c in candidates], dtype=np.int64)
+            pos = self.catalog.item_positions(candidates)
+            if (pos < 0).any():
+                bad = candidates[int(np.argmax(pos < 0))]
+                raise MtrsUserError(f"candidates: unknown item id '{bad}'")
+            return pos
         keep = np.ones(n_items, dtype=bool)
         if row is not None and self.cfg.exclude_seen:
             keep[self.catalog.seen(row)] = False

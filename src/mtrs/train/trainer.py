@@ -105,7 +105,7 @@ class Trainer:
         names = [t.name for t in tasks if t.direct_loss] + [r.name for r in self.loss_relations]
         base = {t.name: t.weight for t in tasks}
         base.update({r.name: r.child.weight for r in self.loss_relations})
-        shared = getattr(model, "shared_parameters", lambda: [])()
+        shared: list[nn.Parameter] = getattr(model, "shared_parameters", lambda: [])()
         self.weighting: Weighting = build_weighting(self.cfg.weighting, names, base, shared).to(
             self.device
         )
