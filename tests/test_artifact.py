@@ -84,10 +84,19 @@ def test_directory_holds_the_required_files_and_no_pickle(model_dir: Path) -> No
     names = {p.name for p in model_dir.iterdir()}
     assert names >= REQUIRED
     assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".pickle", ".bin"))]
+    # Every file is plain data: safetensors (8-byte header length, then a JSON header),
+    # JSON or TOML — nothing that needs an unpickler.
     for p in model_dir.iterdir():
-        head = p.read_bytes()[:2]
-        # Pickle protocol ≥ 2 starts with 0x80; torch.save writes a zip ("PK").
-        assert head[:1] != b"\x80" and head != b"PK", p.name
+        raw = p.read_bytes()
+        if p.suffix == ".safetensors":
+            n = int.from_bytes(raw[:8], "little")
+            header = json.loads(raw[8 : 8 + n])
+            assert all("dtype" in v for k, v in header.items() if k != "__metadata__"), p.name
+        elif p.suffix == ".json":
+            json.loads(raw)
+        else:
+            assert p.suffix == ".toml", p.name
+            tomllib.loads(raw.decode("utf-8"))
     # No temporary directory is left beside the model.
     assert [p.name for p in model_dir.parent.iterdir()] == [model_dir.name]
 

@@ -53,6 +53,9 @@ def test_tutorial_notebook_runs(kernel_path: str, monkeypatch: pytest.MonkeyPatc
     ml_dir = _ml_dir()
     assert (ml_dir / "u.data").is_file(), f"MovieLens-100K not found at {ml_dir}"
     monkeypatch.setenv("MTRS_ML100K_DIR", str(ml_dir))
+    # The kernel inherits this: two OpenMP threads on two cores shared with other test
+    # processes spin and crawl.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit the notebook with outputs cleared"

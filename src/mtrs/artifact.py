@@ -112,10 +112,12 @@ def save_job(job: Any, out_dir: str | Path) -> Path:
         write_json(tmp / "processor.json", prepared.processor.to_json())
         dump_config(job.cfg, tmp / "config.toml")
         write_json(tmp / "metrics.json", metrics_document(job))
-        items_table = getattr(prepared, "items_table", None)
-        catalog = build_catalog(
-            prepared.frame, prepared.split == TRAIN, prepared.processor, items_table
-        )
+        catalog = getattr(job, "catalog", None)
+        if catalog is None:
+            items_table = getattr(prepared, "items_table", None)
+            catalog = build_catalog(
+                prepared.frame, prepared.split == TRAIN, prepared.processor, items_table
+            )
         save_file(catalog.tensors(), str(tmp / "catalog.safetensors"))
         write_json(tmp / "catalog.json", catalog.meta())
         write_manifest(tmp)

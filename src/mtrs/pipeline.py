@@ -14,11 +14,13 @@ from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TEST, TRAIN, VALID, SplitInput, assign_split
+from mtrs.data.stream import use_streaming
 from mtrs.data.tables import Tables, check_columns, load_tables, merge_tables
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import evaluate
 from mtrs.eval.metrics import HIGHER_IS_BETTER
 from mtrs.model import build_model, count_parameters
+from mtrs.recommend.catalog import Catalog
 from mtrs.tasks.relations import EsmmRelation
 from mtrs.tasks.task import Task, job_tasks
 from mtrs.train.trainer import Trainer, TrainResult, seed_everything
@@ -51,6 +53,8 @@ class Job:
     relations: list[EsmmRelation]
     result: TrainResult
     test_metrics: dict[str, dict[str, float]]
+    # Set by the streaming path, whose log is never in memory for ``build_catalog``.
+    catalog: Catalog | None = None
 
     @property
     def num_parameters(self) -> int:
@@ -139,6 +143,10 @@ def run_job(
         prepared: Data already prepared with this config's split (shared across runs).
         configure: Called with the trainer before training (e.g. to attach diagnostics).
     """
+    if prepared is None and tables is None and use_streaming(cfg):
+        from mtrs.streaming import run_streaming_job
+
+        return run_streaming_job(cfg, configure)
     prepared = prepared or prepare(cfg, tables)
     model, tasks, relations = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg, relations)

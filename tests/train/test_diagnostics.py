@@ -63,7 +63,8 @@ def test_tracker_reports_per_epoch_on_a_real_model(tmp_path: Path) -> None:
 
     model, tasks, relations = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg, relations)
-    tracker = attach(trainer, train, every_n_steps=4, batch_size=128)
+    # As ``mtrs compare`` does it: the tracker reads the trainer's current mini-batch.
+    tracker = attach(trainer, every_n_steps=4, batch_size=128)
     assert isinstance(tracker, GradientSimilarity)
     assert trainer.step_callbacks and trainer.epoch_callbacks
     watched = trainer.fit(train, valid).history
@@ -73,6 +74,10 @@ def test_tracker_reports_per_epoch_on_a_real_model(tmp_path: Path) -> None:
         cos = rec.extra["grad_cosine"]
         assert isinstance(cos, dict) and set(cos) == pairs
         assert all(-1.0 <= v <= 1.0 and math.isfinite(v) for v in cos.values())
+
+    # Sampling from given rows instead of the current mini-batch.
+    sampled = GradientSimilarity(batch_size=64).attach(trainer, data=train).measure(trainer)
+    assert set(sampled) == pairs
 
     # Watching does not change training: a run without the tracker gives the same losses.
     model2, tasks2, relations2 = build(cfg, prepared)

@@ -226,7 +226,7 @@ def test_dwa_on_the_toy_weights_the_task_that_learns_slower() -> None:
             weighting.backward(losses, None, 1.0)
             opt.step()
             for k, v in losses.items():
-                sums[k] += float(v) / 10
+                sums[k] += v.item() / 10
         weighting.end_epoch(sums)
         epoch_losses.append(sums)
     rate = {k: epoch_losses[2][k] / epoch_losses[1][k] for k in ("small", "big")}

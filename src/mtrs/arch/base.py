@@ -48,7 +48,8 @@ class Architecture(nn.Module):
     hard_parallel: bool = False
     requires_relation: str | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: ArchContext | None = None) -> None:
+        # Subclasses are built from an ArchContext; the base needs nothing from it.
         super().__init__()
         self.out_dims: dict[str, int] = {}
         self.shared_dim: int | None = None

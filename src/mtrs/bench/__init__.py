@@ -12,17 +12,18 @@ from mtrs.bench.movielens import (
 )
 from mtrs.bench.ranking import (
     RankingSetup,
+    catalog_as_of_test,
     popularity_evaluate,
     rank_evaluate,
     rank_metrics,
     ranking_setup,
-    test_period_catalog,
 )
 
 __all__ = [
     "BenchmarkResult",
     "RankingSetup",
     "RunRecord",
+    "catalog_as_of_test",
     "movielens_config",
     "movielens_tables",
     "popularity_evaluate",
@@ -31,5 +32,4 @@ __all__ = [
     "ranking_setup",
     "resolve_architectures",
     "run_benchmark",
-    "test_period_catalog",
 ]

@@ -46,7 +46,7 @@ class RankingSetup:
         return mask
 
 
-def test_period_catalog(prepared: Prepared) -> Catalog:
+def catalog_as_of_test(prepared: Prepared) -> Catalog:
     """The serving catalog as it stood when the test period began.
 
     Built from the non-test rows only: each user's latest history, the seen items and the
@@ -77,7 +77,7 @@ def ranking_setup(
     frame, cfg = prepared.frame, prepared.cfg.data
     if relevant_col not in frame.columns:
         raise MtrsUserError(f"ranking: relevance column '{relevant_col}' not found")
-    catalog = test_period_catalog(prepared)
+    catalog = catalog_as_of_test(prepared)
     test = frame[(prepared.split == TEST) & (frame[relevant_col].to_numpy(dtype=float) == 1.0)]
     user_pos = catalog_positions(catalog.user_ids, test[cfg.user_col])
     item_pos = catalog_positions(catalog.item_ids, test[cfg.item_col])
@@ -147,7 +147,7 @@ def rank_evaluate(
     """Rank every unseen movie for each test user by each task's score and by the merge.
 
     Scores come from :meth:`Recommender.score` over the test-period catalog (see
-    :func:`test_period_catalog`), one batched forward pass per user over all candidates.
+    :func:`catalog_as_of_test`), one batched forward pass per user over all candidates.
 
     Args:
         source: A trained job, or a loaded model directory (its data are prepared again from

@@ -66,39 +66,47 @@ def aggregate(runs: Iterable[RunRecord], popularity: Sequence[Mapping[str, float
     }
 
 
-def _cell(results: Results, row: str, task: str, metric: str, spread: bool = True) -> str:
+def _cell(results: Results, row: str, task: str, metric: str, style: str = "spread") -> str:
+    """A cell: ``"spread"`` 0.8123 ± 0.0012, ``"compact"`` 0.812±0.001, ``"mean"`` 0.8123."""
     tasks = results[row]
     if task == MERGED and row == POPULARITY:
         task = POPULARITY
     stat = tasks.get(task, {}).get(metric)
     if stat is None or math.isnan(stat["mean"]):
         return "–"
-    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if spread else f"{stat['mean']:.4f}"
+    if style == "compact":
+        return f"{stat['mean']:.3f}±{stat['std']:.3f}"
+    return f"{stat['mean']:.4f} ± {stat['std']:.4f}" if style == "spread" else f"{stat['mean']:.4f}"
 
 
-def _run_stats(runs: Sequence[RunRecord]) -> dict[str, tuple[float, float]]:
+def _run_stats(runs: Sequence[RunRecord]) -> dict[str, tuple[float, float, float]]:
+    """Per architecture: parameters, wall seconds and CPU seconds per run (means)."""
     by: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
         by[r.architecture].append(r)
+    mean = lambda rs, f: float(np.mean([getattr(r, f) for r in rs]))  # noqa: E731
     return {
-        a: (float(np.mean([r.parameters for r in rs])), float(np.mean([r.seconds for r in rs])))
+        a: (mean(rs, "parameters"), mean(rs, "seconds"), mean(rs, "cpu_seconds"))
         for a, rs in by.items()
     }
 
 
-def main_rows(results: Results, runs: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
+def main_rows(
+    results: Results, runs: Sequence[RunRecord], style: str = "spread"
+) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the headline table (architectures, then popularity)."""
     stats = _run_stats(runs)
-    header = ["system", *[c[2] for c in MAIN_COLUMNS], "parameters", "s / run"]
+    header = ["system", *[c[2] for c in MAIN_COLUMNS], "parameters", "wall s / run", "CPU s / run"]
     rows = []
     for row in results:
-        params, secs = stats.get(row, (math.nan, math.nan))
+        params, secs, cpu = stats.get(row, (math.nan, math.nan, math.nan))
         rows.append(
             [
                 LABELS.get(row, row),
-                *[_cell(results, row, t, m) for t, m, _ in MAIN_COLUMNS],
+                *[_cell(results, row, t, m, style) for t, m, _ in MAIN_COLUMNS],
                 "–" if math.isnan(params) else f"{params:,.0f}",
                 "–" if math.isnan(secs) else f"{secs:.0f}",
+                "–" if math.isnan(cpu) else f"{cpu:.0f}",
             ]
         )
     return header, rows
@@ -110,11 +118,7 @@ def ranking_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     header += [f"{lst} {title}" for lst in RANKING_LISTS for _, title in RANKING_METRICS]
     rows = [
         [LABELS.get(row, row)]
-        + [
-            _cell(results, row, lst, m, spread=False)
-            for lst in RANKING_LISTS
-            for m, _ in RANKING_METRICS
-        ]
+        + [_cell(results, row, lst, m, "mean") for lst in RANKING_LISTS for m, _ in RANKING_METRICS]
         for row in results
     ]
     return header, rows
@@ -144,7 +148,7 @@ def rich_tables(results: Results, runs: Sequence[RunRecord]) -> list[Table]:
     """The two tables for the console."""
     out = []
     for title, (head, rows) in (
-        ("MovieLens-100K: test metrics (mean ± std)", main_rows(results, runs)),
+        ("MovieLens-100K: test metrics (mean±std)", main_rows(results, runs, "compact")),
         ("ranking per list (mean)", ranking_rows(results)),
     ):
         table = Table(title=title)

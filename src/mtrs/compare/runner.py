@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mtrs.arch.registry import get_architecture
 from mtrs.config.models import JobConfig
@@ -105,8 +105,8 @@ def run_comparison(
                     best_epoch=job.result.best_epoch,
                     weights=[e.weights for e in job.result.history],
                     grad_cosine=[
-                        e.extra["grad_cosine"]
-                        for e in job.result.history  # type: ignore[misc]
+                        cast(dict[str, float], e.extra["grad_cosine"])
+                        for e in job.result.history
                         if "grad_cosine" in e.extra
                     ],
                     gates=mean_gate_weights(job.model, valid, c.train.eval_batch_size)

@@ -30,6 +30,11 @@ class DataConfig(StrictModel):
     user_col: str = "user_id"
     item_col: str = "item_id"
     time_col: str = "timestamp"
+    streaming: Literal["auto", "always", "never"] = "auto"
+    memory_budget_mb: int = Field(default=2048, ge=1)
+    chunk_rows: int = Field(default=262144, ge=1)
+    shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
+    eval_rows: int = Field(default=200_000, ge=1)
 
 
 class FeatureConfig(StrictModel):

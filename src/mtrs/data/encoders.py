@@ -46,7 +46,13 @@ class Vocabulary:
         """Fit on string keys; values seen fewer than ``min_count`` times go to OOV."""
         if hash_buckets:
             return cls([], hash_buckets)
-        counts = keys.dropna().value_counts()
+        return cls.from_counts(keys.dropna().value_counts(), min_count)
+
+    @classmethod
+    def from_counts(cls, counts: pd.Series, min_count: int, hash_buckets: int = 0) -> Vocabulary:
+        """Fit on value counts (string value → count), e.g. summed over chunks of a stream."""
+        if hash_buckets:
+            return cls([], hash_buckets)
         counts = counts[counts >= min_count]
         # Sort by frequency then value so that the vocabulary is deterministic.
         frame = pd.DataFrame({"v": counts.index.astype(str), "c": counts.to_numpy()})
@@ -95,12 +101,19 @@ class Scaler:
     @classmethod
     def fit(cls, values: np.ndarray, log1p: bool = False) -> Scaler:
         """Fit on the training values (NaNs ignored)."""
-        v = np.asarray(values, dtype=np.float64)
-        if log1p:
-            v = np.log1p(np.clip(v, 0.0, None))
-        mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
-        std = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0
-        return cls(mean, std if std > 1e-12 else 1.0, log1p)
+        return cls.from_moments(*moments(values, log1p), log1p=log1p)
+
+    @classmethod
+    def from_moments(cls, count: float, mean: float, m2: float, log1p: bool = False) -> Scaler:
+        """Fit on ``(count, mean, sum of squared deviations)`` of the non-missing values.
+
+        The moments of several chunks combine with :func:`merge_moments`, so a stream fits
+        the same scaler as the whole column (up to rounding).
+        """
+        if count <= 0:
+            return cls(0.0, 1.0, log1p)
+        std = float(np.sqrt(max(m2, 0.0) / count))
+        return cls(float(mean), std if std > 1e-12 else 1.0, log1p)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Scaled float32 values."""
@@ -125,6 +138,31 @@ class Scaler:
         return cls(float(d["mean"]), float(d["std"]), bool(d["log1p"]))
 
 
+def moments(values: np.ndarray, log1p: bool = False) -> tuple[float, float, float]:
+    """``(count, mean, sum of squared deviations)`` of the finite values (after log1p)."""
+    v = np.asarray(values, dtype=np.float64)
+    if log1p:
+        v = np.log1p(np.clip(v, 0.0, None))
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return 0.0, 0.0, 0.0
+    mean = float(v.mean())
+    return float(len(v)), mean, float(((v - mean) ** 2).sum())
+
+
+def merge_moments(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """Moments of two parts combined (Chan et al.'s parallel update)."""
+    na, ma, qa = a
+    nb, mb, qb = b
+    n = na + nb
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    delta = mb - ma
+    return n, ma + delta * nb / n, qa + qb + delta * delta * na * nb / n
+
+
 def encode_multi_hot(
     col: pd.Series, vocab: Vocabulary, separator: str, max_length: int
 ) -> np.ndarray:
@@ -147,6 +185,10 @@ def encode_multi_hot(
 
 def fit_multi_hot_vocab(col: pd.Series, separator: str, min_count: int) -> Vocabulary:
     """Token vocabulary of a separator-joined column."""
+    return Vocabulary.fit(multi_hot_tokens(col, separator), min_count)
+
+
+def multi_hot_tokens(col: pd.Series, separator: str) -> pd.Series:
+    """The non-empty tokens of a separator-joined column, as string keys."""
     tokens = col.dropna().astype(str).str.split(separator, regex=False).explode()
-    tokens = tokens[tokens.str.len() > 0]
-    return Vocabulary.fit(tokens.astype("string"), min_count)
+    return tokens[tokens.str.len() > 0].astype("string")

@@ -58,12 +58,15 @@ class TaskTower(nn.Module):
         super().__init__()
         self.attention = attention
         width = in_dim + (attention.out_dim if attention is not None else 0)
-        self.mlp = MLP(width, cfg.hidden, cfg.dropout)
-        self.out_dim = self.mlp.out_dim
+        mlp = MLP(width, cfg.hidden, cfg.dropout)
+        # Holding the MLP's layers as ``net`` keeps an MLP tower's state-dict keys those of
+        # a plain MLP, so models saved before towers could be Transformers still load.
+        self.net = mlp.net
+        self.out_dim = mlp.out_dim
 
     def forward(self, z: Tensor, tokens: Tensor | None = None, pad: Tensor | None = None) -> Tensor:
         if self.attention is not None:
             if tokens is None:
                 raise ValueError("a Transformer task tower needs the shared token outputs")
             z = torch.cat([self.attention(tokens, pad), z], dim=-1)
-        return self.mlp(z)
+        return self.net(z)

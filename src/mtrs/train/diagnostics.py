@@ -40,19 +40,22 @@ def gradient_cosines(losses: dict[str, Tensor], params: list[nn.Parameter]) -> d
 class GradientSimilarity:
     """Tracks how much the tasks agree on the shared parameters during training.
 
-    Every ``every_n_steps`` optimizer steps it draws ``batch_size`` random training rows, runs
-    the model in eval mode (no dropout, no auxiliary objective, no draw from the global random
-    stream, so training is unchanged by watching it), takes each task loss's gradient on the
-    shared parameters with ``torch.autograd.grad`` (the optimizer's gradients are untouched),
-    and records the pairwise cosines. At the end of each epoch the mean cosine of each pair
-    goes into ``EpochRecord.extra["grad_cosine"]`` as ``{"click|purchase": mean, ...}``; an
-    epoch shorter than ``every_n_steps`` is measured once at its end. Negative values mean the
-    tasks pull the shared layer in opposite directions (negative transfer).
+    Every ``every_n_steps`` optimizer steps it takes up to ``batch_size`` rows of the step's
+    mini-batch (``Trainer.current_batch``, already a random sample of the training rows) or,
+    when attached with ``data``, draws them at random from ``data``. It runs the model on them
+    in eval mode (no dropout, no auxiliary objective, no draw from the global random stream,
+    so watching does not change training), takes each task loss's gradient on the shared
+    parameters with ``torch.autograd.grad`` (the optimizer's gradients are untouched), and
+    records the pairwise cosines. At the end of each epoch the mean cosine of each pair goes
+    into ``EpochRecord.extra["grad_cosine"]`` as ``{"click|purchase": mean, ...}``; an epoch
+    with no measured step is measured once at its end. Negative values mean the tasks pull
+    the shared layer in opposite directions (negative transfer). Models without shared
+    parameters (hard parallel) get an empty dict.
 
     Args:
         every_n_steps: Measure on every n-th step (the first step of training included).
-        batch_size: Rows in each sampled batch.
-        seed: Seed of the row sampler (default: the trainer's ``train.seed``).
+        batch_size: Rows used for each measurement.
+        seed: Seed of the row sampler when ``data`` is given (default: ``train.seed``).
     """
 
     def __init__(self, every_n_steps: int = 50, batch_size: int = 256, seed: int | None = None):
@@ -68,12 +71,12 @@ class GradientSimilarity:
         self._counts: dict[str, int] = {}
         self._measured = False
 
-    def attach(self, trainer: Trainer, data: Batch) -> GradientSimilarity:
-        """Register with ``trainer`` (step and epoch callbacks), sampling rows of ``data``.
+    def attach(self, trainer: Trainer, data: Batch | None = None) -> GradientSimilarity:
+        """Register with ``trainer`` (one step and one epoch callback).
 
         Args:
             trainer: The trainer to watch.
-            data: The training rows (the batch the trainer's ``fit`` receives).
+            data: Rows to sample from (default: the mini-batch of the current step).
 
         Returns:
             This tracker.
@@ -84,14 +87,23 @@ class GradientSimilarity:
         trainer.epoch_callbacks.append(self.on_epoch)
         return self
 
+    def _sample(self, trainer: Trainer) -> Batch | None:
+        if self._data is not None:
+            if len(self._data) == 0:
+                return None
+            index = torch.randperm(len(self._data), generator=self._generator)
+            return self._data.take(index[: self.batch_size]).to(trainer.device)
+        batch: Batch | None = getattr(trainer, "current_batch", None)
+        if batch is None or len(batch) == 0:
+            return None
+        return batch.take(torch.arange(min(len(batch), self.batch_size), device=trainer.device))
+
     def measure(self, trainer: Trainer) -> dict[str, float]:
-        """Pairwise cosines of the task gradients on one sampled batch, now."""
+        """Pairwise cosines of the task gradients on one sample of rows, now."""
         params = shared_parameters(trainer.model)
-        if self._data is None or not params or len(self._data) == 0:
+        batch = self._sample(trainer) if params else None
+        if batch is None:
             return {}
-        n = len(self._data)
-        index = torch.randperm(n, generator=self._generator)[: self.batch_size]
-        batch = self._data.take(index).to(trainer.device)
         model = trainer.model
         was_training = model.training
         model.eval()
@@ -121,8 +133,6 @@ class GradientSimilarity:
         self._sums, self._counts, self._measured = {}, {}, False
 
 
-def attach(
-    trainer: Trainer, data: Batch, every_n_steps: int = 50, batch_size: int = 256
-) -> GradientSimilarity:
+def attach(trainer: Trainer, every_n_steps: int = 50, batch_size: int = 256) -> GradientSimilarity:
     """Track gradient similarity on ``trainer`` (a shortcut for ``GradientSimilarity.attach``)."""
-    return GradientSimilarity(every_n_steps, batch_size).attach(trainer, data)
+    return GradientSimilarity(every_n_steps, batch_size).attach(trainer)

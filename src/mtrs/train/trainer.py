@@ -6,8 +6,9 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -46,6 +47,16 @@ class TrainResult:
     best_valid: dict[str, dict[str, float]]
     monitor: str | None
     seconds: float
+
+
+class BatchStream(Protocol):
+    """Training rows that do not fit in memory: encoded chunks, re-read every epoch."""
+
+    buffer_rows: int
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        """The training rows of one epoch, chunk by chunk, in file order."""
+        ...
 
 
 EpochCallback = Callable[["Trainer", EpochRecord], None]
@@ -113,6 +124,8 @@ class Trainer:
         self.optimizer = self._optimizer(params)
         self.epoch_callbacks: list[EpochCallback] = []
         self.step_callbacks: list[StepCallback] = []
+        # The mini-batch of the step in progress, for step callbacks that recompute gradients.
+        self.current_batch: Batch | None = None
         self.monitor: str | None = self.cfg.early_stop or default_monitor(tasks)
         self.stop_requested = False
 
@@ -155,32 +168,76 @@ class Trainer:
         steps = math.ceil(n / bs)
         sums: dict[str, float] = {}
         task_id = progress.add_task(f"epoch {epoch}", total=steps, loss="") if progress else None
-        scale = 1.0 - self.lam
         for step in range(steps):
-            batch = data.take(perm[step * bs : (step + 1) * bs]).to(self.device, non_blocking=True)
-            losses, shared, _ = self.task_losses(batch)
-            extra = self.lam * shared if shared is not None and self.lam > 0 else None
-            self.optimizer.zero_grad(set_to_none=True)
-            total = self.weighting.backward(losses, extra, scale)
-            self.optimizer.step()
-            for cb in self.step_callbacks:
-                cb(self, losses)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["total"] = sums.get("total", 0.0) + float(total)
+            total = self.train_step(data.take(perm[step * bs : (step + 1) * bs]), sums)
             if (
                 progress is not None
                 and task_id is not None
                 and (step % 10 == 0 or step == steps - 1)
             ):
-                progress.update(task_id, completed=step + 1, loss=f"loss {float(total):.4f}")
+                progress.update(task_id, completed=step + 1, loss=f"loss {total:.4f}")
         return {k: v / steps for k, v in sums.items()}
 
-    def fit(self, train: Batch, valid: Batch | None = None) -> TrainResult:
+    def train_step(self, batch: Batch, sums: dict[str, float]) -> float:
+        """One optimizer step on a mini-batch; adds its losses to ``sums``, returns the total."""
+        batch = batch.to(self.device, non_blocking=True)
+        self.current_batch = batch
+        losses, shared, _ = self.task_losses(batch)
+        extra = self.lam * shared if shared is not None and self.lam > 0 else None
+        self.optimizer.zero_grad(set_to_none=True)
+        total = self.weighting.backward(losses, extra, 1.0 - self.lam)
+        self.optimizer.step()
+        for cb in self.step_callbacks:
+            cb(self, losses)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        sums["total"] = sums.get("total", 0.0) + float(total)
+        return float(total)
+
+    def train_stream_epoch(
+        self, data: BatchStream, epoch: int, progress: Progress | None = None
+    ) -> dict[str, float]:
+        """One pass over streamed chunks, shuffled within a buffer of ``data.buffer_rows``.
+
+        Chunks fill the buffer; a seeded permutation of the buffer gives full mini-batches and
+        the rows left over are carried into the next buffer. When the buffer holds every row,
+        the permutation and so the training equal :meth:`train_epoch`'s.
+        """
+        self.model.train()
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        bs = self.cfg.batch_size
+        sums: dict[str, float] = {}
+        steps = 0
+        task_id = progress.add_task(f"epoch {epoch}", total=None, loss="") if progress else None
+        parts: list[Batch] = []
+        held = 0
+        chunks = data.batches(epoch)
+        done = False
+        while not done:
+            chunk = next(chunks, None)
+            if chunk is not None and len(chunk):
+                parts.append(chunk)
+                held += len(chunk)
+            done = chunk is None
+            if held == 0 or (not done and held < data.buffer_rows):
+                continue
+            buffer = Batch.concat(parts) if len(parts) > 1 else parts[0]
+            perm = torch.randperm(held, generator=gen)
+            full = held if done else held - held % bs
+            for start in range(0, full, bs):
+                total = self.train_step(buffer.take(perm[start : start + bs]), sums)
+                steps += 1
+                if progress is not None and task_id is not None and steps % 10 == 0:
+                    progress.update(task_id, completed=steps, loss=f"loss {total:.4f}")
+            parts = [buffer.take(perm[full:])] if full < held else []
+            held -= full
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def fit(self, train: Batch | BatchStream, valid: Batch | None = None) -> TrainResult:
         """Train for ``epochs`` with validation and early stopping; keeps the best state.
 
         Args:
-            train: The training rows.
+            train: The training rows, or a stream of them (data larger than memory).
             valid: The validation rows (early stopping and model selection use these only).
 
         Returns:
@@ -202,7 +259,11 @@ class Trainer:
         with Progress(*columns, disable=not self.cfg.progress, transient=True) as progress:
             for epoch in range(1, self.cfg.epochs + 1):
                 t0 = time.perf_counter()
-                losses = self.train_epoch(train, epoch, progress)
+                losses = (
+                    self.train_epoch(train, epoch, progress)
+                    if isinstance(train, Batch)
+                    else self.train_stream_epoch(train, epoch, progress)
+                )
                 self.weighting.end_epoch(losses)
                 metrics = self.evaluate(valid) if valid is not None else {}
                 rec = EpochRecord(

@@ -1,0 +1,278 @@
+"""Tests for streaming a Parquet log: pass-1 fit, histories across chunks, training, saving."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mtrs.artifact import load_model, save_job
+from mtrs.config.load import config_from_dict
+from mtrs.config.models import JobConfig
+from mtrs.data.batch import Batch
+from mtrs.data.processor import FittedProcessor
+from mtrs.data.split import TRAIN
+from mtrs.data.stream import (
+    EncodedStream,
+    ParquetLog,
+    TrainStream,
+    fit_streaming,
+    use_streaming,
+)
+from mtrs.data.synth import SynthSpec, generate
+from mtrs.errors import MtrsUserError
+from mtrs.pipeline import Job, Prepared, build, prepare, run_job
+from mtrs.recommend.catalog import build_catalog
+from mtrs.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stream")
+    data = generate(SynthSpec(num_users=80, num_items=40, num_events=3_000, seed=3))
+    inter = data.interactions
+    # Hour-resolution times give many ties, some of them across chunk boundaries.
+    inter["timestamp"] = inter["timestamp"] // 3600 * 3600
+    inter = inter.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    inter.to_parquet(out / "interactions.parquet", index=False, row_group_size=1000)
+    data.users.to_csv(out / "users.csv", index=False)
+    data.items.to_csv(out / "items.csv", index=False)
+    return out
+
+
+def _config(data_dir: Path, streaming: str = "always", **data: object) -> JobConfig:
+    raw = tomllib.loads(resources.files("mtrs").joinpath("configs/quickstart.toml").read_text())
+    raw["data"].update(
+        {
+            "interactions": str(data_dir / "interactions.parquet"),
+            "users": str(data_dir / "users.csv"),
+            "items": str(data_dir / "items.csv"),
+            "streaming": streaming,
+            "chunk_rows": 700,
+            **data,
+        }
+    )
+    raw["features"][2]["max_length"] = 5
+    raw["model"].update({"shared": {"type": "mlp", "hidden": [32]}, "tower": {"hidden": [16]}})
+    raw["model"]["sequence"] = {"time_gaps": True}
+    raw["train"].update(
+        {"epochs": 2, "progress": False, "device": "cpu", "seed": 7, "batch_size": 256}
+    )
+    return config_from_dict(raw)
+
+
+def _streamed(cfg: JobConfig) -> tuple[FittedProcessor, Batch, np.ndarray]:
+    users = pd.read_csv(cfg.data.users) if cfg.data.users else None
+    items = pd.read_csv(cfg.data.items) if cfg.data.items else None
+    log = ParquetLog(cfg, users, items)
+    proc, _ = fit_streaming(log)
+    parts = list(EncodedStream(log, proc).encoded())
+    split = np.concatenate([ch.split for ch, _ in parts])
+    return proc, Batch.concat([b for _, b in parts]), split
+
+
+@pytest.mark.parametrize("method", ["temporal", "random"])
+def test_pass1_fits_the_in_memory_processor(data_dir: Path, method: str) -> None:
+    cfg = _config(data_dir)
+    cfg.split.method = method  # type: ignore[assignment]
+    proc, _, split = _streamed(cfg)
+    mem = prepare(_config(data_dir, "never"))
+    if method == "temporal":
+        np.testing.assert_array_equal(split, mem.split)
+    # The same rows fitted in memory give the same vocabularies and (to rounding) scalers.
+    ref = FittedProcessor.fit(mem.frame[split == TRAIN], cfg)
+    assert proc.vocabs.keys() == ref.vocabs.keys()
+    for name, vocab in ref.vocabs.items():
+        assert proc.vocabs[name].values == vocab.values, name
+    assert proc.scalers.keys() == ref.scalers.keys()
+    for name, sc in ref.scalers.items():
+        assert proc.scalers[name].mean == pytest.approx(sc.mean, rel=1e-12)
+        assert proc.scalers[name].std == pytest.approx(sc.std, rel=1e-12)
+        assert proc.scalers[name].log1p == sc.log1p
+    assert [t.to_json() for t in proc.tasks] == [t.to_json() for t in ref.tasks]
+
+
+def test_encoded_chunks_equal_the_in_memory_batch(data_dir: Path) -> None:
+    cfg = _config(data_dir)
+    _, streamed, _ = _streamed(cfg)
+    mem = prepare(_config(data_dir, "never")).full
+    assert len(streamed) == len(mem) == 3_000
+    # Histories cross 5 chunk boundaries (700 rows each) with ties at the boundaries.
+    for kind in ("hist", "hist_gap"):
+        a, b = getattr(streamed, kind), getattr(mem, kind)
+        assert a.keys() == b.keys() and a
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert int((mem.hist["clicked_items"] > 0).sum()) > 1000
+    for kind in ("cat", "num", "labels", "mask", "user"):
+        torch.testing.assert_close(getattr(streamed, kind), getattr(mem, kind), rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def streamed_job(data_dir: Path) -> Job:
+    return run_job(_config(data_dir, shuffle_buffer_rows=10_000))
+
+
+def test_streamed_training_equals_in_memory_training(data_dir: Path, streamed_job: Job) -> None:
+    mem = run_job(_config(data_dir, "never"))
+    assert streamed_job.catalog is not None and mem.catalog is None
+    assert [e.train_loss for e in streamed_job.result.history] == [
+        e.train_loss for e in mem.result.history
+    ]
+    assert streamed_job.result.best_valid == mem.result.best_valid
+    assert streamed_job.test_metrics == mem.test_metrics
+    assert 0.5 < streamed_job.test_metrics["click"]["auc"] < 1.0
+
+
+def test_small_buffer_shows_every_training_row_once_per_epoch(data_dir: Path) -> None:
+    cfg = _config(data_dir, shuffle_buffer_rows=500)
+    users = pd.read_csv(data_dir / "users.csv")
+    items = pd.read_csv(data_dir / "items.csv")
+    log = ParquetLog(cfg, users, items)
+    proc, rows = fit_streaming(log)
+    stream = TrainStream(EncodedStream(log, proc), 500)
+    seen: list[int] = []
+
+    class Recorder(Trainer):
+        def train_step(self, batch: Batch, sums: dict[str, float]) -> float:
+            seen.append(len(batch))
+            sums["total"] = sums.get("total", 0.0) + 1.0
+            return 1.0
+
+    first = next(EncodedStream(log, proc).encoded())[1]
+    model, tasks, relations = build(cfg, Prepared(cfg, pd.DataFrame(), np.zeros(0), proc, first))
+    losses = Recorder(model, tasks, cfg, relations).train_stream_epoch(stream, 1)
+    assert sum(seen) == rows[TRAIN]
+    # Every mini-batch but the last is full, although buffers end mid-batch.
+    assert all(s == 256 for s in seen[:-1]) and 0 < seen[-1] <= 256
+    assert losses == {"total": 1.0}
+
+
+def test_leave_last_is_refused_when_streaming(data_dir: Path) -> None:
+    cfg = _config(data_dir)
+    cfg.split.method = "leave_last"
+    with pytest.raises(MtrsUserError, match=r"leave_last.*whole log in memory"):
+        run_job(cfg)
+
+
+def test_out_of_order_times_name_the_row(data_dir: Path, tmp_path: Path) -> None:
+    df = pd.read_parquet(data_dir / "interactions.parquet")
+    df.loc[1234, "timestamp"] = df["timestamp"].iloc[0] - 1
+    df.to_parquet(tmp_path / "interactions.parquet", index=False)
+    cfg = _config(data_dir, interactions=str(tmp_path / "interactions.parquet"))
+    with pytest.raises(MtrsUserError, match="data row 1235 is earlier"):
+        run_job(cfg)
+
+
+def test_auto_streams_only_above_the_memory_budget(data_dir: Path, tmp_path: Path) -> None:
+    assert not use_streaming(_config(data_dir, "auto"))
+    # 8 columns read × 24,000 rows × 8 bytes ≈ 1.5 MiB, over a 1 MiB budget.
+    df = pd.read_parquet(data_dir / "interactions.parquet")
+    pd.concat([df] * 8).to_parquet(tmp_path / "big.parquet", index=False)
+    big = str(tmp_path / "big.parquet")
+    assert use_streaming(_config(data_dir, "auto", interactions=big, memory_budget_mb=1))
+    assert not use_streaming(_config(data_dir, "auto", interactions=big, memory_budget_mb=2))
+    assert not use_streaming(_config(data_dir, "never", interactions=big, memory_budget_mb=1))
+    with pytest.raises(MtrsUserError, match="needs a Parquet"):
+        use_streaming(_config(data_dir, interactions=str(data_dir / "users.csv")))
+
+
+def test_streamed_job_saves_loads_and_recommends(streamed_job: Job, tmp_path: Path) -> None:
+    out = save_job(streamed_job, tmp_path / "model")
+    loaded = load_model(out)
+    log_users = pd.read_parquet(streamed_job.cfg.data.interactions)["user_id"].nunique()
+    assert len(loaded.catalog.item_ids) == 40 and len(loaded.catalog.user_ids) == log_users
+    user = loaded.catalog.user_ids[0]
+    rec = loaded.recommender().recommend(user, k=5)
+    assert len(rec.merged) == 5
+    seen = {loaded.catalog.item_ids[i] for i in loaded.catalog.seen(0)}
+    assert seen and not seen & {str(i) for i in rec.merged}
+
+
+def test_streamed_catalog_matches_the_in_memory_catalog(data_dir: Path, streamed_job: Job) -> None:
+    p = prepare(_config(data_dir, "never"))
+    ref = build_catalog(p.frame, p.split == TRAIN, p.processor, p.items_table)
+    got = streamed_job.catalog
+    assert got is not None
+    assert sorted(got.user_ids) == sorted(ref.user_ids)
+    assert sorted(got.item_ids) == sorted(ref.item_ids)
+    u_ref = pd.Index(ref.user_ids).get_indexer(got.user_ids)
+    i_ref = pd.Index(ref.item_ids).get_indexer(got.item_ids)
+    for kind in ("cat", "num"):
+        torch.testing.assert_close(getattr(got.users, kind), getattr(ref.users, kind)[u_ref])
+        torch.testing.assert_close(getattr(got.items, kind), getattr(ref.items, kind)[i_ref])
+    for k in ref.users.hist:
+        torch.testing.assert_close(got.users.hist[k], ref.users.hist[k][u_ref])
+        torch.testing.assert_close(got.users.hist_gap[k], ref.users.hist_gap[k][u_ref])
+    for row, ref_row in enumerate(u_ref):
+        mine = {got.item_ids[i] for i in got.seen(row)}
+        assert mine == {ref.item_ids[i] for i in ref.seen(int(ref_row))}
+    assert got.popularity.keys() == ref.popularity.keys()
+    for k in ref.popularity:
+        np.testing.assert_allclose(got.popularity[k], ref.popularity[k][i_ref])
+
+
+def test_pass1_fits_multi_hot_hashing_regression_and_multiclass(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 2_000
+    df = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 50, n),
+            "item_id": rng.integers(0, 30, n),
+            "timestamp": np.arange(n),
+            "tags": ["|".join(rng.choice(list("abcdefg"), rng.integers(0, 4))) for _ in range(n)],
+            "shop": rng.integers(0, 500, n),
+            "price": np.where(rng.random(n) < 0.1, np.nan, rng.exponential(10.0, n)),
+            "rating": rng.integers(1, 6, n).astype(float),
+            "segment": rng.choice(["x", "y", "z"], n),
+        }
+    )
+    df.to_parquet(tmp_path / "log.parquet", index=False, row_group_size=300)
+    cfg = config_from_dict(
+        {
+            "data": {
+                "interactions": str(tmp_path / "log.parquet"),
+                "streaming": "always",
+                "chunk_rows": 333,
+            },
+            "features": [
+                {"name": "item_id", "kind": "categorical", "group": "item", "min_count": 60},
+                {"name": "shop", "kind": "categorical", "group": "item", "hash_buckets": 64},
+                {"name": "tags", "kind": "multi_hot", "group": "item", "min_count": 2},
+                {"name": "price", "kind": "numeric", "group": "item", "log1p": True},
+            ],
+            "tasks": [
+                {"name": "rating", "type": "regression", "label": "rating"},
+                {"name": "segment", "type": "multiclass", "label": "segment"},
+            ],
+            "split": {"method": "random", "valid_fraction": 0.0, "test_fraction": 0.0},
+        }
+    )
+    proc, rows = fit_streaming(ParquetLog(cfg, None, None))
+    ref = FittedProcessor.fit(df, cfg)
+    assert rows.tolist() == [n, 0, 0]
+    assert {k: v.to_json() for k, v in proc.vocabs.items()} == {
+        k: v.to_json() for k, v in ref.vocabs.items()
+    }
+    assert proc.vocabs["shop"].hash_buckets == 64
+    for name, sc in ref.scalers.items():
+        assert proc.scalers[name].mean == pytest.approx(sc.mean, rel=1e-12)
+        assert proc.scalers[name].std == pytest.approx(sc.std, rel=1e-12)
+    assert proc.tasks[1].classes == ["x", "y", "z"]
+    got, want = proc.tasks[0].scaler, ref.tasks[0].scaler
+    assert got is not None and want is not None
+    assert (got.mean, got.std) == pytest.approx((want.mean, want.std), rel=1e-12)
