@@ -21,9 +21,13 @@ def _config(data_dir: Path, architecture: str) -> dict:
     raw = tomllib.loads(resources.files("mtrs").joinpath("configs/quickstart.toml").read_text())
     for key in ("interactions", "users", "items"):
         raw["data"][key] = str(data_dir / raw["data"][key])
-    # Every event task, no profiling: the user's gender is an input here, and the user's id
+    # Measured: learned 0.698 vs oracle 0.740 at these settings (seed 0); DIN pooling and other
+    # widths were no closer. Every event task, no profiling: the user's gender is an input here, and the user's id
     # lets the model learn individual taste (a few hundred impressions per user).
     raw["tasks"] = [t for t in raw["tasks"] if t.get("scope") != "user"]
+    for f in raw["features"]:
+        if f["kind"] == "history":
+            f["pooling"] = "mean"
     raw["features"].append({"name": "gender", "kind": "categorical", "group": "user"})
     raw["features"].append({"name": "user_id", "kind": "categorical", "group": "user"})
     raw["model"]["architecture"] = architecture
@@ -37,7 +41,7 @@ def _config(data_dir: Path, architecture: str) -> dict:
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     out = tmp_path_factory.mktemp("synth")
-    data = generate(SynthSpec(num_users=200, num_items=60, num_events=100_000, seed=0))
+    data = generate(SynthSpec(num_users=200, num_items=60, num_events=150_000, seed=0))
     write(data, out)
     return out, data.truth
 
