@@ -340,32 +340,51 @@ def _dist_version(name: str) -> str:
         return "?"
 
 
-def profile_mtrs(w: Workload, data: Data, threads: int, arch: str, top: int) -> dict[str, Any]:
-    """The top ``top`` ops (by self CPU time) of one mtrs training epoch under torch.profiler."""
+def profile_mtrs(
+    w: Workload, data: Data, threads: int, arch: str, top: int, shapes: bool = False
+) -> dict[str, Any]:
+    """The top ``top`` ops of one mtrs training epoch under torch.profiler, by self CPU time.
+
+    ``ops`` groups by op name; with ``shapes``, ``ops_by_shape`` groups by op and input
+    shapes, which tells the experts' matmuls from the towers' and the forward from the
+    backward (recording shapes slows the profiled epoch, mostly its large elementwise ops).
+    """
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     s = _mtrs_setup(w, data, arch, threads)
     prep, trainer = s["prep"], s["trainer"]
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    # Warm up on a few batches first, so that one-off costs (first touch of the big buffers,
+    # Adam's state, oneDNN set-up) do not inflate a short profile.
+    trainer.train_epoch(prep.full.take(torch.arange(min(len(prep.full), 4 * w.batch_size))), 0)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
         t0 = time.perf_counter()
         trainer.train_epoch(prep.full, 1)
         seconds = time.perf_counter() - t0
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    return {
-        "profiled_seconds": seconds,
-        "total_self_cpu_ms": total / 1e3,
-        "ops": [
+    by_name = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in by_name) or 1.0
+
+    def rows(events: Any, shapes: bool) -> list[dict[str, Any]]:
+        best = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+        return [
             {
                 "op": e.key,
+                **({"shapes": str(e.input_shapes)} if shapes else {}),
                 "calls": int(e.count),
                 "self_cpu_ms": e.self_cpu_time_total / 1e3,
                 "share": e.self_cpu_time_total / total,
             }
-            for e in rows
-        ],
+            for e in best
+        ]
+
+    out: dict[str, Any] = {
+        "profiled_seconds": seconds,
+        "total_self_cpu_ms": total / 1e3,
+        "ops": rows(by_name, False),
     }
+    if shapes:
+        out["ops_by_shape"] = rows(prof.key_averages(group_by_input_shape=True), True)
+    return out
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -379,7 +398,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     data = generate(w)
     rate = matmul_gflops()
     if args.profile_top:
-        out = profile_mtrs(w, data, threads, args.mtrs_arch, args.profile_top)
+        out = profile_mtrs(w, data, threads, args.mtrs_arch, args.profile_top, args.profile_shapes)
     elif args.system == "mtrs":
         out = run_mtrs(w, data, threads, args.mtrs_arch)
     elif args.system == "torch-rechub":
@@ -440,6 +459,7 @@ def _spawn(system: str, args: argparse.Namespace, profile_top: int = 0) -> dict[
         args.mtrs_arch,
         "--profile-top",
         str(profile_top),
+        *(["--profile-shapes"] if args.profile_shapes else []),
     ]
     env = os.environ | {
         "OMP_NUM_THREADS": str(args.threads),
@@ -606,21 +626,31 @@ def print_report(
 
 
 def print_profile(prof: dict[str, Any]) -> None:
-    """The top ops of the profiled mtrs epoch."""
+    """The top ops of the profiled mtrs epoch, by name and by input shapes."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(
-        title=(
-            f"mtrs epoch under torch.profiler ({prof['profiled_seconds']:.2f} s wall, "
-            f"{prof['total_self_cpu_ms']:,.0f} ms self CPU)"
-        )
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    head = (
+        f"mtrs epoch under torch.profiler ({prof['profiled_seconds']:.2f} s wall, "
+        f"{prof['total_self_cpu_ms']:,.0f} ms self CPU)"
     )
-    for col in ("op", "calls", "self CPU ms", "share"):
-        t.add_column(col, justify="left" if col == "op" else "right")
-    for op in prof["ops"]:
-        t.add_row(op["op"], str(op["calls"]), f"{op['self_cpu_ms']:,.1f}", f"{op['share']:.1%}")
-    Console(width=None if sys.stdout.isatty() else 200).print(t)
+    for key, title in (("ops", head), ("ops_by_shape", "the same, by input shapes")):
+        if key not in prof:
+            continue
+        t = Table(title=title)
+        cols = ["op", *(["input shapes"] if key == "ops_by_shape" else []), "calls", "self CPU ms"]
+        for col in [*cols, "share"]:
+            t.add_column(col, justify="left" if col in ("op", "input shapes") else "right")
+        for op in prof.get(key, []):
+            t.add_row(
+                op["op"],
+                *([op["shapes"]] if key == "ops_by_shape" else []),
+                str(op["calls"]),
+                f"{op['self_cpu_ms']:,.1f}",
+                f"{op['share']:.1%}",
+            )
+        console.print(t)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -644,6 +674,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also profile one mtrs epoch (separate fresh process) and print the top ops",
     )
     p.add_argument("--top", type=int, default=20, help="ops to show with --profile")
+    p.add_argument(
+        "--profile-shapes",
+        action="store_true",
+        help="with --profile, also group the ops by input shapes (slows the profiled epoch)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--system", default="mtrs", help=argparse.SUPPRESS)
     p.add_argument("--profile-top", type=int, default=0, help=argparse.SUPPRESS)

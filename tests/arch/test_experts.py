@@ -53,7 +53,11 @@ def test_batched_experts_give_the_same_gradients_as_the_loop() -> None:
     for k in range(2):
         w_grad = torch.stack([_grad(ls[k].weight).T for ls in linears])
         b_grad = torch.stack([_grad(ls[k].bias) for ls in linears])
-        torch.testing.assert_close(pool.weights[k].grad, w_grad, rtol=1e-5, atol=1e-5)
+        grad = pool.weights[k].grad
+        assert grad is not None
+        if k == 0:  # the first layer is stored [in, E, out] (one addmm); compare as [E, in, out]
+            grad = grad.transpose(0, 1)
+        torch.testing.assert_close(grad, w_grad, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(pool.biases[k].grad, b_grad, rtol=1e-5, atol=1e-5)
 
 
@@ -77,7 +81,8 @@ def test_from_mlps_rejects_mlps_of_different_shapes() -> None:
 def test_pool_parameters_are_stacked_not_one_module_per_expert() -> None:
     pool = ExpertPool(10, [16, 8], 5)
     shapes = [tuple(p.shape) for p in pool.parameters()]
-    assert shapes == [(5, 10, 16), (5, 16, 8), (5, 16), (5, 8)]
+    # The first layer is stored [in, E, out] so one addmm computes it for every expert.
+    assert shapes == [(10, 5, 16), (5, 16, 8), (5, 16), (5, 8)]
     assert pool.out_dim == 8
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from mtrs.artifact import load_model, save_job
 from mtrs.bench import (
     catalog_as_of_test,
     movielens_config,
     movielens_tables,
+    rank_evaluate,
     rank_metrics,
     ranking_setup,
 )
@@ -23,7 +25,7 @@ from mtrs.cli.main import run
 from mtrs.data.encoders import as_keys
 from mtrs.data.split import TEST
 from mtrs.datasets import load_movielens_100k
-from mtrs.pipeline import Prepared, prepare
+from mtrs.pipeline import Prepared, prepare, run_job
 from mtrs.recommend.catalog import build_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,6 +152,18 @@ def test_relevant_items_are_the_test_movies_rated_4_or_more(prepared: Prepared) 
         for r, rel in zip(setup.rows, setup.relevant, strict=True)
     }
     assert got == expected
+
+
+def test_rank_evaluate_gives_the_same_numbers_for_a_saved_and_loaded_model(
+    ml_dir: Path, tmp_path: Path, one_thread: None
+) -> None:
+    ml = load_movielens_100k(ml_dir)
+    tables = movielens_tables(ml, 4, 0, max_users=30)
+    job = run_job(movielens_config("shared_bottom", seed=0, epochs=1), tables=tables)
+    direct = rank_evaluate(job, ks=(5, 10))
+    assert set(direct) == {"interact", "like", "rating", "merged"}
+    loaded = load_model(save_job(job, tmp_path / "model"))
+    assert rank_evaluate(loaded, ks=(5, 10), tables=tables) == direct
 
 
 # ------------------------------------------------------------------------- end to end

@@ -29,7 +29,7 @@ from mtrs.pipeline import prepare, run_job
 # registry order.
 LEADING = ("single", "shared_bottom")
 HISTORY_RATING = "hist_rating"
-DEFAULT_EPOCHS = 5
+DEFAULT_EPOCHS = 3
 RANKING_KS = (10, 20)
 
 
@@ -54,7 +54,7 @@ def movielens_config(
     Args:
         architecture: A name registered in :data:`mtrs.arch.ARCHITECTURES`.
         seed: Seed of initialisation and shuffling.
-        epochs: Training epochs (default 5; early stopping on ``interact/auc``).
+        epochs: Training epochs (default 3; early stopping on ``interact/auc``).
     """
     relations = []
     cls = ARCHITECTURES.get(architecture)
@@ -97,7 +97,7 @@ def movielens_config(
         "train": {
             "epochs": epochs or DEFAULT_EPOCHS,
             "batch_size": 1024,
-            "lr": 5e-3,
+            "lr": 1e-2,
             "early_stop": "interact/auc",
             "patience": 1,
             "seed": seed,
@@ -203,7 +203,7 @@ def run_benchmark(
         out: Output directory: ``results.json``, ``results.md``, ``runs.json``, PNG plots.
         seeds: Number of seeds (0 .. seeds-1).
         architectures: Names to run (default: every registered architecture).
-        epochs: Training epochs (default 5).
+        epochs: Training epochs (default 3).
         negatives: Sampled non-interactions per rating.
         max_users: Use only this many users (quick runs).
         console: Where progress goes (None: silent).
@@ -225,6 +225,7 @@ def run_benchmark(
     ml = load_movielens_100k(data_dir)
     runs: list[RunRecord] = []
     popularity: list[dict[str, float]] = []
+    ranked_users: list[int] = []
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -237,6 +238,7 @@ def run_benchmark(
             tables = movielens_tables(ml, negatives, seed, max_users)
             prepared = prepare(movielens_config(seed=seed, epochs=epochs), tables)
             setup = ranking_setup(prepared)
+            ranked_users.append(len(setup.rows))
             popularity.append(popularity_evaluate(setup, RANKING_KS))
             for arch in archs:
                 progress.update(bar, description=f"seed {seed}: {arch}")
@@ -260,7 +262,9 @@ def run_benchmark(
     result = BenchmarkResult(
         results, runs, time.perf_counter() - start, time.process_time() - cpu_start, Path(out)
     )
-    _write_atomically(Path(out), result, _settings(seeds, archs, epochs, negatives, max_users))
+    settings = _settings(seeds, archs, epochs, negatives, max_users)
+    settings["ranked_users"] = ranked_users
+    _write_atomically(Path(out), result, settings)
     return result
 
 

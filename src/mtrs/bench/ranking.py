@@ -189,8 +189,10 @@ def _regression(source: Job | LoadedModel) -> set[str]:
 
 
 def popularity_evaluate(setup: RankingSetup, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
-    """The popularity baseline: every user gets the unseen items ranked by their count of
-    interactions before the test period."""
+    """The popularity baseline: unseen items ranked by their interactions before the test period.
+
+    Every user gets the same order (ties: lower catalogue index first), less their seen items.
+    """
     pop = setup.catalog.popularity["_all"].astype(np.float64)
     scores = np.broadcast_to(pop, (len(setup.rows), len(pop)))
     return rank_metrics(scores, setup.seen_mask(), setup.relevant, ks)

@@ -27,7 +27,7 @@ def movielens_100k(
         str | None,
         typer.Option(help="Comma-separated architectures (default: every registered one)."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 5).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 3).")] = None,
     negatives: Annotated[int, typer.Option(help="Sampled non-interactions per rating.")] = 4,
     max_users: Annotated[
         int | None, typer.Option(help="Use only this many users (quick runs).")

@@ -186,7 +186,7 @@ class TrainConfig(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     threads: int = Field(default=0, ge=0)
     weighting: str = "fixed"
-    eval_batch_size: int = Field(default=8192, ge=1)
+    eval_batch_size: int = Field(default=2048, ge=1)
     progress: bool = True
 
 

@@ -15,8 +15,10 @@ class ExpertPool(nn.Module):
     """``num_experts`` MLP experts of equal shape, evaluated as one batched operation.
 
     Each layer's weights are stacked into one ``[E, in, out]`` tensor, so all experts run
-    in one ``einsum`` (shared input) or ``baddbmm`` (per-expert inputs) per layer instead
-    of a Python loop over experts: 8 experts cost about one 8× wider layer. Every expert
+    in one matmul per layer instead of a Python loop over experts: 8 experts cost about one
+    8× wider layer. The first layer is stored as ``[in, E, out]`` so that, on an input
+    shared by all experts, it is a single ``addmm`` against an ``[in, E·out]`` view (bias
+    fused, no copy); deeper layers (and per-expert inputs) use ``baddbmm``. Every expert
     is Linear → ReLU (→ Dropout) per hidden layer, exactly like :class:`~mtrs.layers.mlp.MLP`
     (and initialised like ``nn.Linear``); :meth:`from_mlps` loads separate MLPs' weights.
 
@@ -47,10 +49,12 @@ class ExpertPool(nn.Module):
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         width = in_dim
-        for h in hidden:
+        for k, h in enumerate(hidden):
             bound = 1.0 / math.sqrt(width)
             w = torch.empty(num_experts, width, h).uniform_(-bound, bound)
             b = torch.empty(num_experts, h).uniform_(-bound, bound)
+            if k == 0:
+                w = w.permute(1, 0, 2).contiguous()  # [in, E, out]
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
             width = h
@@ -76,7 +80,8 @@ class ExpertPool(nn.Module):
         )
         with torch.no_grad():
             for k, (w, b) in enumerate(zip(pool.weights, pool.biases, strict=True)):
-                w.copy_(torch.stack([ls[k].weight.T for ls in linears]))
+                stacked = torch.stack([ls[k].weight.T for ls in linears])
+                w.copy_(stacked.permute(1, 0, 2) if k == 0 else stacked)
                 b.copy_(torch.stack([ls[k].bias for ls in linears]))
         return pool
 
@@ -85,9 +90,12 @@ class ExpertPool(nn.Module):
             if not len(self.weights):
                 return x.unsqueeze(1).expand(-1, self.num_experts, -1)
             w0, b0 = self.weights[0], self.biases[0]
-            # One matmul against the experts' concatenated weights.
-            h = torch.einsum("bi,eio->ebo", x, w0) + b0.unsqueeze(1)
-            h = self.drop(torch.relu(h))
+            # One matmul against the experts' concatenated weights, bias fused.
+            flat = torch.addmm(b0.reshape(-1), x, w0.reshape(w0.shape[0], -1))
+            h = self.drop(torch.relu(flat)).view(x.shape[0], self.num_experts, -1)
+            if len(self.weights) == 1:
+                return h
+            h = h.transpose(0, 1)
             start = 1
         else:
             if x.shape[0] != self.num_experts:
@@ -96,7 +104,10 @@ class ExpertPool(nn.Module):
                     f"{self.num_experts}"
                 )
             h, start = x, 0
-        for w, b in zip(self.weights[start:], self.biases[start:], strict=True):
+        for k in range(start, len(self.weights)):
+            w, b = self.weights[k], self.biases[k]
+            if k == 0:
+                w = w.transpose(0, 1)  # stored [in, E, out] → [E, in, out]
             h = self.drop(torch.relu(torch.baddbmm(b.unsqueeze(1), h, w)))
         return h.transpose(0, 1)
 
@@ -126,4 +137,5 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
     Shape:
         experts [B, E, d], weights [B, E] → [B, d].
     """
-    return torch.einsum("be,bed->bd", weights.to(experts.dtype), experts)
+    # A broadcast multiply and sum: einsum would lower this to B tiny matmuls.
+    return (weights.to(experts.dtype).unsqueeze(-1) * experts).sum(1)
