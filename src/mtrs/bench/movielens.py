@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -158,7 +159,15 @@ def resolve_architectures(names: Sequence[str] | None) -> list[str]:
 
 @dataclass
 class RunRecord:
-    """One trained model's numbers."""
+    """One trained model's numbers.
+
+    Attributes:
+        metrics: Task (or ranked list) → metric → value.
+        seconds: Wall time of training, test scoring and ranking.
+        train_seconds: Wall time of training alone (with validation).
+        cpu_seconds: Process CPU time of the run (all threads), which other jobs on the
+            machine do not inflate the way they inflate wall time.
+    """
 
     architecture: str
     seed: int
@@ -278,14 +287,8 @@ def _settings(
         "negatives": negatives,
         "max_users": max_users,
         "ranking_ks": list(RANKING_KS),
-        "torch_threads": _threads(),
+        "torch_threads": torch.get_num_threads(),
     }
-
-
-def _threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
 
 
 def _write_atomically(out: Path, result: BenchmarkResult, settings: dict[str, Any]) -> None:

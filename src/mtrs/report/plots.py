@@ -137,6 +137,7 @@ def trajectories(
         ax.set_title(run, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        if series[run]:
+            ax.legend(fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
