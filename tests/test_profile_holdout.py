@@ -15,16 +15,18 @@ from mtrs.pipeline import prepare
 
 
 def test_user_scoped_labels_of_test_users_never_count_in_training(tmp_path: Path) -> None:
-    cfg = load_config(write_synth(tmp_path, SynthSpec(num_users=300, num_items=40,
-                                                      num_events=6000)))
+    cfg = load_config(
+        write_synth(tmp_path, SynthSpec(num_users=300, num_items=40, num_events=6000))
+    )
     cfg.split.method = "random"
     prep = prepare(cfg)
     gender = [t.name for t in cfg.tasks].index("gender")
     click = [t.name for t in cfg.tasks].index("click")
     mask = prep.full.mask.numpy()
     users = prep.frame["user_id"].to_numpy()
-    counted = {which: set(users[(prep.split == which) & mask[:, gender]])
-               for which in (TRAIN, VALID, TEST)}
+    counted = {
+        which: set(users[(prep.split == which) & mask[:, gender]]) for which in (TRAIN, VALID, TEST)
+    }
     # Disjoint user sets: a user's profile label counts in one split only.
     assert not counted[TRAIN] & counted[TEST]
     assert not counted[TRAIN] & counted[VALID]

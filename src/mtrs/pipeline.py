@@ -114,8 +114,9 @@ def user_folds(user: np.ndarray, cfg: JobConfig) -> np.ndarray:
     n_users = int(user.max()) + 1 if len(user) else 0
     u = np.random.default_rng(cfg.split.seed + 7919).random(n_users)
     s = cfg.split
-    fold = np.where(u < s.test_fraction, TEST, np.where(u < s.test_fraction + s.valid_fraction,
-                                                         VALID, TRAIN)).astype(np.int8)
+    fold = np.where(
+        u < s.test_fraction, TEST, np.where(u < s.test_fraction + s.valid_fraction, VALID, TRAIN)
+    ).astype(np.int8)
     return fold[user]
 
 
