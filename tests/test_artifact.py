@@ -20,6 +20,7 @@ import torch
 from mtrs.artifact import LoadedModel, load_model, save_job
 from mtrs.config.load import config_from_dict, load_config
 from mtrs.config.models import JobConfig
+from mtrs.data.profiles import hold_out_profiles
 from mtrs.data.split import TEST
 from mtrs.data.synth import SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
@@ -130,6 +131,8 @@ def test_loaded_model_predicts_like_the_trained_one(loaded: LoadedModel, job: Jo
     frame = job.prepared.frame
     # The loaded processor encodes the log exactly as the trained one did.
     batch = loaded.processor.encode(frame)
+    # The pipeline then holds out profiling labels of users outside each split's user fold.
+    hold_out_profiles(batch, frame[loaded.cfg.data.user_col], job.prepared.split, loaded.cfg)
     for name in ("cat", "num", "labels", "mask"):
         assert torch.equal(getattr(batch, name), getattr(job.prepared.full, name)), name
     assert torch.equal(batch.hist["clicked_items"], job.prepared.full.hist["clicked_items"])

@@ -13,6 +13,7 @@ from torch import nn
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
+from mtrs.data.profiles import hold_out_profiles
 from mtrs.data.split import TEST, TRAIN, VALID, SplitInput, assign_split
 from mtrs.data.stream import use_streaming
 from mtrs.data.tables import Tables, check_columns, load_tables, merge_tables
@@ -105,35 +106,8 @@ def prepare(
         raise MtrsUserError(f"{d.interactions}: the training split is empty")
     processor = processor or FittedProcessor.fit(df[split == TRAIN], cfg)
     full = processor.encode(df)
-    hold_out_profiles(full, user, split, cfg)
+    hold_out_profiles(full, df[d.user_col], split, cfg)
     return Prepared(cfg, df, split, processor, full, tables.items)
-
-
-def user_folds(user: np.ndarray, cfg: JobConfig) -> np.ndarray:
-    """Each row's user fold (TRAIN, VALID or TEST), drawn per user with the split's fractions."""
-    n_users = int(user.max()) + 1 if len(user) else 0
-    u = np.random.default_rng(cfg.split.seed + 7919).random(n_users)
-    s = cfg.split
-    fold = np.where(
-        u < s.test_fraction, TEST, np.where(u < s.test_fraction + s.valid_fraction, VALID, TRAIN)
-    ).astype(np.int8)
-    return fold[user]
-
-
-def hold_out_profiles(full: Batch, user: np.ndarray, split: np.ndarray, cfg: JobConfig) -> None:
-    """Score profiling tasks on users whose profile the model never saw.
-
-    Event splits share users between train and test, so a user-scoped label seen in training
-    would be memorised (a behaviour history is nearly unique per user). Users are therefore
-    also split into folds: a user-scoped label counts only in rows whose event split equals
-    the user's fold — training rows of training users, validation rows of validation users,
-    test rows of test users.
-    """
-    cols = [j for j, t in enumerate(cfg.tasks) if t.scope == "user"]
-    if not cols:
-        return
-    keep = torch.from_numpy(user_folds(user, cfg) == split)
-    full.mask[:, cols] &= keep.unsqueeze(1)
 
 
 def check_monitor(cfg: JobConfig, tasks: list[Task], relations: list[EsmmRelation]) -> None:

@@ -23,6 +23,7 @@ from mtrs.data.encoders import (
 )
 from mtrs.data.history import history_indices, latest_history
 from mtrs.data.processor import GAP_SCALE_SECONDS, FittedProcessor, HistoryInput, TaskEncoding
+from mtrs.data.profiles import hold_out_profiles
 from mtrs.data.split import TEST, TRAIN, VALID
 from mtrs.data.tables import Tables, check_columns, merge_tables
 from mtrs.errors import MtrsUserError
@@ -458,6 +459,7 @@ class EncodedStream:
             hist = self.history.chunk_histories(ch.frame, user, ch.start)
             batch = self.proc.encode(ch.frame, history=hist)
             batch.user = torch.from_numpy(user)
+            hold_out_profiles(batch, ch.frame[user_col], ch.split, self.proc.cfg)
             yield ch, batch
 
 
