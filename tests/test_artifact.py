@@ -8,7 +8,6 @@ import math
 import pickle
 import shutil
 import tomllib
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,6 @@ def _tiny_config(data_dir: Path, seed: int = 0) -> JobConfig:
         raw["data"][key] = str(data_dir / raw["data"][key])
     raw["train"].update({"epochs": 1, "progress": False, "device": "cpu", "seed": seed})
     return config_from_dict(raw)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models train ~40× faster on one thread when the 2 cores are shared (no spin-waits).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

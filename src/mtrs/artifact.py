@@ -24,6 +24,7 @@ from mtrs.config.models import JobConfig
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TRAIN
 from mtrs.errors import MtrsUserError
+from mtrs.jsonio import write_json
 from mtrs.model import build_model, count_parameters
 from mtrs.recommend.catalog import Catalog, build_catalog
 from mtrs.recommend.recommender import Recommender
@@ -46,23 +47,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON with NaN written as null (strict JSON readers reject NaN)."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not np.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, np.generic):
-            return clean(x.item())
-        return x
-
-    path.write_text(json.dumps(clean(data), indent=2, allow_nan=False), encoding="utf-8")
 
 
 def metrics_document(job: Any) -> dict[str, Any]:

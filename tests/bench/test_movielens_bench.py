@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mtrs.artifact import load_model, save_job
 from mtrs.bench import (
@@ -40,15 +38,6 @@ def ml_dir() -> Path:
     if not (path / "u.data").is_file():
         pytest.fail(f"MovieLens 100K not found in {path}: set MTRS_ML100K_DIR")
     return path
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # Two OpenMP threads on two cores that other test processes also use spin and crawl.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------ ranking metrics
@@ -155,7 +144,7 @@ def test_relevant_items_are_the_test_movies_rated_4_or_more(prepared: Prepared) 
 
 
 def test_rank_evaluate_gives_the_same_numbers_for_a_saved_and_loaded_model(
-    ml_dir: Path, tmp_path: Path, one_thread: None
+    ml_dir: Path, tmp_path: Path
 ) -> None:
     ml = load_movielens_100k(ml_dir)
     tables = movielens_tables(ml, 4, 0, max_users=30)
@@ -170,7 +159,7 @@ def test_rank_evaluate_gives_the_same_numbers_for_a_saved_and_loaded_model(
 
 
 def test_benchmark_end_to_end(
-    ml_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+    ml_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench"
     argv = [

@@ -6,19 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from mtrs.cli.data import write_synth
 from mtrs.cli.main import run
 from mtrs.data.synth import SynthSpec
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_compare_two_architectures_two_lambdas(

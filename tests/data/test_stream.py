@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -30,14 +29,6 @@ from mtrs.errors import MtrsUserError
 from mtrs.pipeline import Job, Prepared, build, prepare, run_job
 from mtrs.recommend.catalog import build_catalog
 from mtrs.train.trainer import Trainer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mtrs.artifact import LoadedModel, load_model, save_job
 from mtrs.config.load import config_from_dict
@@ -33,15 +31,6 @@ class Trained:
     job: Job
     loaded: LoadedModel
     rec: Recommender
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models train ~40× faster on one thread when the 2 cores are shared (no spin-waits).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

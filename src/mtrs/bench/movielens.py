@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mtrs.arch import ARCHITECTURES
-from mtrs.artifact import write_json
 from mtrs.bench.ranking import popularity_evaluate, rank_evaluate, ranking_setup
 from mtrs.bench.report import aggregate, write_outputs
 from mtrs.config.load import config_from_dict
@@ -24,6 +23,7 @@ from mtrs.config.models import JobConfig
 from mtrs.data.tables import Tables
 from mtrs.datasets.movielens import MovieLens100K, build_multitask_tables, load_movielens_100k
 from mtrs.errors import MtrsUserError
+from mtrs.jsonio import write_json
 from mtrs.pipeline import prepare, run_job
 
 # The hard-parallel baseline and the plain shared bottom lead the table; the rest follow in

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rich.table import Table
 
-from mtrs.artifact import write_json
 from mtrs.bench.ranking import MERGED, POPULARITY
+from mtrs.jsonio import write_json
 from mtrs.report.plots import metric_bars
 
 if TYPE_CHECKING:

@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mtrs.artifact import load_model, save_job, write_json
+from mtrs.artifact import load_model, save_job
 from mtrs.cli.output import console, fmt, metrics_table, print_json
 from mtrs.config.load import load_config
 from mtrs.data.split import TEST
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import evaluate as evaluate_split
+from mtrs.jsonio import write_json
 from mtrs.pipeline import prepare, run_job
 from mtrs.recommend.recommender import Recommendation
 

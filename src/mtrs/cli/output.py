@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -11,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from mtrs.jsonio import dumps
 
 # Piped output (CI logs, files) gets a wide page instead of Rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -28,19 +29,8 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def print_json(data: Any) -> None:
-    """JSON on stdout (NaN as null)."""
-    from mtrs.artifact import write_json  # noqa: F401  (same cleaning rules)
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    sys.stdout.write(json.dumps(clean(data), indent=2) + "\n")
+    """Strict JSON on stdout (NaN as null)."""
+    sys.stdout.write(dumps(data) + "\n")
 
 
 def metrics_table(

@@ -7,9 +7,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from mtrs.artifact import write_json
 from mtrs.compare.runner import RunRecord
 from mtrs.compare.summary import markdown_table, shown_columns, summarise
+from mtrs.jsonio import write_json
 from mtrs.report.html import Report
 from mtrs.report.plots import heatmap, metric_bars, trajectories
 

@@ -201,6 +201,7 @@ def _serving_history(
     items: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
     gaps: dict[str, np.ndarray] = {}
+    by_name = {x.name: x for x in proc.cfg.features}
     for f in proc.histories:
         is_src = (
             frame[f.history_filter].to_numpy(dtype=np.float64) == 1.0
@@ -209,15 +210,8 @@ def _serving_history(
         )
         users, rows, valid = latest_history(user, time, is_src, f.max_length)
         assert f.item_feature is not None
-        codes = proc.vocabs[f.item_feature].encode(
-            as_keys(
-                frame[
-                    proc.cfg.features[
-                        [x.name for x in proc.cfg.features].index(f.item_feature)
-                    ].source_column
-                ]
-            )
-        )
+        item_col = by_name[f.item_feature].source_column
+        codes = proc.vocabs[f.item_feature].encode(as_keys(frame[item_col]))
         mat = np.zeros((len(user_keys), f.max_length), np.int64)
         mat[users] = np.where(valid, codes[rows], 0)
         items[f.name] = mat

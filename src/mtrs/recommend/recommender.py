@@ -13,12 +13,11 @@ from mtrs.config.models import RecommendConfig
 from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
 from mtrs.errors import MtrsUserError
+from mtrs.layers.embedding import USER_SIDE
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.merge import merge, top_k
 from mtrs.tasks.relations import EsmmRelation
 from mtrs.tasks.task import Task
-
-USER_SIDE = ("user", "behaviour")
 
 
 @dataclass
