@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from mtrs.config.models import TowerConfig
-from mtrs.layers.experts import ExpertPool, Gate, mix
+from mtrs.layers.expert_mix import mix
+from mtrs.layers.experts import ExpertPool, Gate
 from mtrs.layers.mlp import MLP
 from mtrs.layers.task_attention import TaskAttention, TaskTower
 

@@ -13,7 +13,8 @@ from mtrs.arch.base import (
     tower_widths,
 )
 from mtrs.arch.registry import register
-from mtrs.layers.experts import ExpertPool, Gate, mix
+from mtrs.layers.expert_mix import expert_mean, mix_many
+from mtrs.layers.experts import ExpertPool, Gate
 
 
 @register("mmoe")
@@ -45,12 +46,13 @@ class MMoE(Architecture):
     def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
         enc = self.input.encode(x, user_only)
         e = self.experts(enc.vector)
-        tasks: dict[str, Tensor] = {}
-        gates: dict[str, Tensor] = {}
-        for t, tower in self.towers.items():
-            gates[t] = self.gates[t](enc.vector)
-            tasks[t] = tower(mix(e, gates[t]), enc.tokens, enc.pad)
-        return ArchOutput(tasks, shared=e.mean(dim=1), gates=gates)
+        gates = {t: self.gates[t](enc.vector) for t in self.towers}
+        mixed = mix_many(e, list(gates.values()))
+        tasks = {
+            t: tower(z, enc.tokens, enc.pad)
+            for (t, tower), z in zip(self.towers.items(), mixed, strict=True)
+        }
+        return ArchOutput(tasks, shared=expert_mean(e), gates=gates)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [*self.input.parameters(), *self.experts.parameters()]

@@ -13,7 +13,8 @@ from mtrs.arch.base import (
     tower_widths,
 )
 from mtrs.arch.registry import register
-from mtrs.layers.experts import ExpertPool, Gate, mix
+from mtrs.layers.expert_mix import mix
+from mtrs.layers.experts import ExpertPool, Gate
 
 
 @register("omoe")

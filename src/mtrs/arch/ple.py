@@ -17,7 +17,8 @@ from mtrs.arch.base import (
 )
 from mtrs.arch.registry import register
 from mtrs.config.models import ExpertConfig, LayerConfig
-from mtrs.layers.experts import ExpertPool, Gate, mix
+from mtrs.layers.expert_mix import expert_mean, mix
+from mtrs.layers.experts import ExpertPool, Gate
 
 
 class ExtractionLevel(nn.Module):
@@ -132,7 +133,7 @@ class PLE(Architecture):
             t: self.towers[t](task_in[k], enc.tokens, enc.pad) for k, t in enumerate(self.names)
         }
         gates = {t: weights[k] for k, t in enumerate(self.names)}
-        return ArchOutput(tasks, shared=shared_experts.mean(dim=1), gates=gates)
+        return ArchOutput(tasks, shared=expert_mean(shared_experts), gates=gates)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         params = list(self.input.parameters())
