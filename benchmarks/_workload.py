@@ -148,10 +148,10 @@ def mmoe_flops(w: Workload, num_experts: int | None = None, gated: bool = True) 
     )
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> dict[str, float]:
-    """The machine's fp32 matmul rate with the current torch threads, best of ``repeats``.
+def matmul_gflops(n: int = 2048, repeats: int = 10, dtype: str = "fp32") -> dict[str, float]:
+    """The machine's matmul rate with the current torch threads, best of ``repeats``.
 
-    Times ``torch.mm`` of two n×n fp32 matrices (2·n³ FLOPs each).
+    Times ``torch.mm`` of two n×n matrices (2·n³ FLOPs each) in ``dtype`` (fp32 or bf16).
 
     Returns:
         ``wall``: GFLOP/s by wall clock; ``main_cpu``: by the calling thread's CPU time, which
@@ -160,9 +160,10 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> dict[str, float]:
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)
-    b = torch.randn(n, n, generator=gen)
-    out = torch.empty(n, n)
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a = torch.randn(n, n, generator=gen).to(dt)
+    b = torch.randn(n, n, generator=gen).to(dt)
+    out = torch.empty(n, n, dtype=dt)
     for _ in range(2):
         torch.mm(a, b, out=out)
     best_wall = best_cpu = float("inf")

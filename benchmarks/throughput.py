@@ -95,7 +95,7 @@ def _times(train: dict[str, float], predict: dict[str, float]) -> dict[str, floa
     }
 
 
-def _mtrs_config(w: Workload, arch: str, threads: int) -> dict[str, Any]:
+def _mtrs_config(w: Workload, arch: str, threads: int, precision: str = "fp32") -> dict[str, Any]:
     groups = ["user"] * 6 + ["item"] * 6 + ["context"] * 4
     features: list[dict[str, Any]] = [
         {"name": f"c{j}", "kind": "categorical", "group": groups[j]} for j in range(len(w.vocabs))
@@ -123,6 +123,7 @@ def _mtrs_config(w: Workload, arch: str, threads: int) -> dict[str, Any]:
             "eval_batch_size": w.predict_batch_size,
             "device": "cpu",
             "threads": threads,
+            "precision": precision,
             "seed": w.seed,
             "progress": False,
         },
@@ -142,7 +143,9 @@ def _mtrs_frame(w: Workload, data: Data) -> Any:
     return pd.DataFrame(cols)
 
 
-def _mtrs_setup(w: Workload, data: Data, arch: str, threads: int) -> dict[str, Any]:
+def _mtrs_setup(
+    w: Workload, data: Data, arch: str, threads: int, precision: str = "fp32"
+) -> dict[str, Any]:
     """Everything up to training, through the public API: config, prepare, build, trainer."""
     from mtrs import pipeline
     from mtrs.arch import ARCHITECTURES
@@ -157,7 +160,7 @@ def _mtrs_setup(w: Workload, data: Data, arch: str, threads: int) -> dict[str, A
             f"mtrs: architecture '{arch}' is not registered in this mtrs (known: {known}); "
             "pass --mtrs-arch with one of those"
         )
-    cfg = config_from_dict(_mtrs_config(w, arch, threads), "throughput.py")
+    cfg = config_from_dict(_mtrs_config(w, arch, threads, precision), "throughput.py")
     prep = pipeline.prepare(cfg, tables=Tables(_mtrs_frame(w, data)))
     model, tasks, relations = pipeline.build(cfg, prep)
     trainer = Trainer(model, tasks, cfg, relations)
@@ -172,12 +175,14 @@ def _mtrs_setup(w: Workload, data: Data, arch: str, threads: int) -> dict[str, A
     }
 
 
-def run_mtrs(w: Workload, data: Data, threads: int, arch: str) -> dict[str, Any]:
+def run_mtrs(
+    w: Workload, data: Data, threads: int, arch: str, precision: str = "fp32"
+) -> dict[str, Any]:
     """mtrs: ``Trainer.train_epoch`` over the prepared rows, then ``evaluator.predict``."""
     import mtrs
     from mtrs.eval.evaluator import predict
 
-    s = _mtrs_setup(w, data, arch, threads)
+    s = _mtrs_setup(w, data, arch, threads, precision)
     prep, trainer = s["prep"], s["trainer"]
     _, train_t = _timed(lambda: trainer.train_epoch(prep.full, 1))
     preds, pred_t = _timed(
@@ -195,7 +200,8 @@ def run_mtrs(w: Workload, data: Data, threads: int, arch: str) -> dict[str, Any]
         flops = None
     return {
         "version": mtrs.__version__ if hasattr(mtrs, "__version__") else "dev",
-        "architecture": arch,
+        "architecture": arch if precision == "fp32" else f"{arch}, {precision}",
+        "precision": precision,
         **_times(train_t, pred_t),
         "auc": _auc(labels, pred),
         "params": s["params"],
@@ -396,11 +402,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     w = Workload(rows=args.rows, seed=args.seed)
     data = generate(w)
-    rate = matmul_gflops()
+    # The compute bound is against the rate of the precision the system trains in.
+    precision = args.mtrs_precision if args.system == "mtrs" else "fp32"
+    rate = matmul_gflops(dtype=precision)
     if args.profile_top:
         out = profile_mtrs(w, data, threads, args.mtrs_arch, args.profile_top, args.profile_shapes)
     elif args.system == "mtrs":
-        out = run_mtrs(w, data, threads, args.mtrs_arch)
+        out = run_mtrs(w, data, threads, args.mtrs_arch, args.mtrs_precision)
     elif args.system == "torch-rechub":
         out = run_rechub(w, data, threads)
     elif args.system == "deepctr":
@@ -457,6 +465,8 @@ def _spawn(system: str, args: argparse.Namespace, profile_top: int = 0) -> dict[
         str(args.threads),
         "--mtrs-arch",
         args.mtrs_arch,
+        "--mtrs-precision",
+        args.mtrs_precision,
         "--profile-top",
         str(profile_top),
         *(["--profile-shapes"] if args.profile_shapes else []),
@@ -503,7 +513,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     )
     out: dict[str, Any] = {k: _median(ok, k) for k in keys}
     first = ok[0]
-    for k in ("version", "architecture", "params", "train_flops_per_sample", "threads", "torch"):
+    for k in (
+        "version",
+        "architecture",
+        "precision",
+        "params",
+        "train_flops_per_sample",
+        "threads",
+        "torch",
+    ):
         out[k] = first.get(k)
     out["auc"] = [float(np.median([r["auc"][t] for r in ok])) for t in range(len(first["auc"]))]
     out["repeats"] = runs
@@ -531,12 +549,14 @@ def goals(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         "compute_bound_fraction": m.get("compute_bound_fraction_main_cpu"),
         "predict_vs_torch-rechub": ratio("predict_samples_per_main_cpu_s", "torch-rechub"),
     }
+    # The goals compare like with like: fp32 against the peers' fp32.
+    judged = m.get("precision", "fp32") == "fp32"
     for name, target in GOALS.items():
         value = measured[name]
         out[name] = {
             "target": target,
             "measured": value,
-            "met": None if value is None else value >= target,
+            "met": None if value is None or not judged else value >= target,
             "estimated_idle": estimated[name],
         }
     return out
@@ -668,6 +688,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=physical_cores(), help="torch threads (physical cores)"
     )
     p.add_argument("--mtrs-arch", default="mmoe", help="mtrs architecture (default mmoe)")
+    p.add_argument(
+        "--mtrs-precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="mtrs train.precision (default fp32, like the peers; the goals are judged on fp32)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",

@@ -8,6 +8,7 @@ import torch
 from mtrs.layers.expert_mix import expert_mean, mix, mix_many
 from mtrs.layers.experts import ExpertPool
 from mtrs.layers.fused_experts import SharedInputExperts
+from mtrs.layers.row_gather import gather_rows
 
 
 def _reference(pool: ExpertPool, x: torch.Tensor) -> torch.Tensor:
@@ -87,3 +88,26 @@ def test_mix_many_passes_gradcheck_and_matches_the_formula() -> None:
         torch.testing.assert_close(mix(e, w), expected)
         torch.testing.assert_close(mix(plain, w), expected)
     torch.testing.assert_close(expert_mean(e), plain.mean(1))
+
+
+def test_row_gather_equals_embedding_in_values_and_gradients() -> None:
+    torch.manual_seed(4)
+    weight = torch.randn(50, 6, requires_grad=True)
+    codes = torch.randint(0, 8, (40, 5))  # many repeated rows: the scatter must add them up
+    grad = torch.randn(40, 5, 6)
+    got = gather_rows(weight, codes)
+    got.backward(grad)
+    fast = weight.grad.clone()  # type: ignore[union-attr]
+    weight.grad = None
+    ref = torch.nn.functional.embedding(codes, weight)
+    ref.backward(grad)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(fast, weight.grad)
+    again = torch.zeros_like(fast)
+    for _ in range(3):  # and the scatter is deterministic
+        weight.grad = None
+        gather_rows(weight, codes).backward(grad)
+        again = weight.grad.clone()  # type: ignore[union-attr]
+        assert torch.equal(again, fast)
+    # A padded row that never occurs gets exactly zero gradient.
+    assert torch.count_nonzero(again[8:]) == 0

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mtrs.config.models import FeatureConfig, ModelConfig
 from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
+from mtrs.layers.row_gather import gather_rows
 from mtrs.layers.sequence import SequenceTransformer, TargetAttention, masked_mean
 
 USER_SIDE = ("user", "behaviour")
@@ -63,7 +64,11 @@ class _FusedTable(nn.Module):
         nn.init.normal_(self.table.weight, std=0.05)
 
     def forward(self, codes: Tensor) -> Tensor:
-        return self.table(codes + self.offsets)
+        return self.lookup(codes + self.offsets)
+
+    def lookup(self, rows: Tensor) -> Tensor:
+        """Rows of the table for already-offset codes of any shape."""
+        return gather_rows(self.table.weight, rows)
 
 
 class FeatureEmbedding(nn.Module):
@@ -188,7 +193,7 @@ class FeatureEmbedding(nn.Module):
         """Embedding of a categorical feature for each row (the candidate item for attention)."""
         g, k = self._cat_pos[feature]
         table: _FusedTable = self.tables[g]  # type: ignore[assignment]
-        out: Tensor = table.table(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])
+        out: Tensor = table.lookup(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])
         return out
 
     def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
@@ -197,7 +202,7 @@ class FeatureEmbedding(nn.Module):
         table: _FusedTable = self.tables[g]  # type: ignore[assignment]
         codes = batch.hist[f.name]
         mask = codes != 0
-        seq = table.table(codes + table.offsets[k])
+        seq = table.lookup(codes + table.offsets[k])
         if f.name in self.value_proj:
             seq = seq + self.value_proj[f.name](batch.hist_value[f.name].unsqueeze(-1))
         if f.name in self.seq_encoders:
