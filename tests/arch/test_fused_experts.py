@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from mtrs.layers.expert_mix import expert_mean, mix, mix_many
-from mtrs.layers.experts import ExpertPool
+from mtrs.layers.experts import ExpertPool, Gate, stacked_gates
 from mtrs.layers.fused_experts import SharedInputExperts
 from mtrs.layers.row_gather import gather_rows
 
@@ -111,3 +112,13 @@ def test_row_gather_equals_embedding_in_values_and_gradients() -> None:
         assert torch.equal(again, fast)
     # A padded row that never occurs gets exactly zero gradient.
     assert torch.count_nonzero(again[8:]) == 0
+
+
+def test_stacked_gates_equal_each_gate_on_its_own() -> None:
+    torch.manual_seed(5)
+    gates = nn.ModuleDict({"click": Gate(6, 4), "buy": Gate(6, 4), "rate": Gate(6, 4)})
+    x = torch.randn(10, 6)
+    got = stacked_gates(gates, x)
+    assert list(got) == ["click", "buy", "rate"]
+    for name, gate in gates.items():
+        torch.testing.assert_close(got[name], gate(x))

@@ -14,7 +14,7 @@ from mtrs.arch.base import (
 )
 from mtrs.arch.registry import register
 from mtrs.layers.expert_mix import expert_mean, mix_many
-from mtrs.layers.experts import ExpertPool, Gate
+from mtrs.layers.experts import ExpertPool, Gate, stacked_gates
 
 
 @register("mmoe")
@@ -46,7 +46,7 @@ class MMoE(Architecture):
     def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
         enc = self.input.encode(x, user_only)
         e = self.experts(enc.vector)
-        gates = {t: self.gates[t](enc.vector) for t in self.towers}
+        gates = stacked_gates(self.gates, enc.vector)
         mixed = mix_many(e, list(gates.values()))
         tasks = {
             t: tower(z, enc.tokens, enc.pad)

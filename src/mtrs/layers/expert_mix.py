@@ -24,13 +24,12 @@ class _FeatureMajorMix(torch.autograd.Function):
     def forward(ctx: Any, fm: Tensor, wt: Tensor) -> tuple[Tensor, ...]:
         # fm [E, d, B]; wt [T, E, B], one row of gate weights per task.
         ctx.save_for_backward(fm, wt)
-        outs = []
-        for t in range(wt.shape[0]):
-            out = fm[0] * wt[t, 0]
-            for e in range(1, fm.shape[0]):
+        # Expert by expert, so that each [d, B] slice is read once, while in cache, by all gates.
+        outs = [fm[0] * wt[t, 0] for t in range(wt.shape[0])]
+        for e in range(1, fm.shape[0]):
+            for t, out in enumerate(outs):
                 out.addcmul_(fm[e], wt[t, e])
-            outs.append(out.T)  # [B, d]
-        return tuple(outs)
+        return tuple(out.T for out in outs)  # each [B, d]
 
     @staticmethod
     @once_differentiable
@@ -39,14 +38,18 @@ class _FeatureMajorMix(torch.autograd.Function):
         live = [(t, g.T.contiguous()) for t, g in enumerate(grads) if g is not None]
         grad_fm = grad_wt = None
         if ctx.needs_input_grad[0]:
-            grad_fm = torch.zeros_like(fm)
-            for e in range(fm.shape[0]):
-                for t, gt in live:
-                    grad_fm[e].addcmul_(gt, wt[t, e])
+            grad_fm = torch.zeros_like(fm) if not live else torch.empty_like(fm)
         if ctx.needs_input_grad[1]:
             grad_wt = torch.zeros_like(wt)
-            for t, gt in live:
-                for e in range(fm.shape[0]):
+        # Expert by expert: each [d, B] slice of fm and of its gradient is touched once.
+        for e in range(fm.shape[0]):
+            for i, (t, gt) in enumerate(live):
+                if grad_fm is not None:
+                    if i == 0:
+                        torch.mul(gt, wt[t, e], out=grad_fm[e])
+                    else:
+                        grad_fm[e].addcmul_(gt, wt[t, e])
+                if grad_wt is not None:
                     torch.sum(fm[e] * gt, 0, out=grad_wt[t, e])
         return grad_fm, grad_wt
 
