@@ -38,7 +38,8 @@ test: lint typecheck unit
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
-	$(BIN)/python benchmarks/throughput.py
+	mkdir -p runs/bench
+	$(BIN)/python benchmarks/throughput.py --rows 200000 --repeats 3 --json runs/bench/throughput_2t.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
