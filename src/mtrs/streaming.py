@@ -152,30 +152,40 @@ class Collected:
 
     valid: Batch | None
     test: Batch | None
-    catalog: Catalog
+    catalog: Catalog | None
     empty: Batch
 
 
 def collect(
-    stream: EncodedStream, split_rows: np.ndarray, items_table: pd.DataFrame | None
+    stream: EncodedStream,
+    split_rows: np.ndarray,
+    items_table: pd.DataFrame | None,
+    with_catalog: bool = True,
 ) -> Collected:
-    """One pass that keeps hash-sampled validation/test rows and builds the catalog."""
+    """One pass that keeps hash-sampled validation/test rows and (optionally) builds the catalog.
+
+    The sample depends only on the split seed, each row's split and its position in the log,
+    so a later pass over the same log with the same processor keeps the same rows.
+    """
     cfg = stream.proc.cfg
     cap = cfg.data.eval_rows
     rates = {w: min(1.0, cap / max(int(split_rows[w]), 1)) for w in (VALID, TEST)}
     parts: dict[int, list[Batch]] = {VALID: [], TEST: []}
-    state = CatalogState(stream.proc)
+    state = CatalogState(stream.proc) if with_catalog else None
     empty: Batch | None = None
     for ch, batch in stream.encoded():
         empty = empty or batch.take(slice(0, 0))
-        state.add(ch, batch.user.numpy())
+        if state is not None:
+            state.add(ch, batch.user.numpy())
         idx = eval_sample(ch.split, ch.start, rates, cfg.split.seed)
         for which in (VALID, TEST):
             rows = idx[ch.split[idx] == which]
             if len(rows):
                 parts[which].append(batch.take(torch.from_numpy(rows)))
-    user_keys = [str(k) for k in stream.users.index]
-    catalog = state.catalog(user_keys, stream.history.latest(len(user_keys)), items_table)
+    catalog = None
+    if state is not None:
+        user_keys = [str(k) for k in stream.users.index]
+        catalog = state.catalog(user_keys, stream.history.latest(len(user_keys)), items_table)
 
     def joined(which: int) -> Batch | None:
         if not parts[which]:
@@ -226,3 +236,34 @@ def run_streaming_job(cfg: JobConfig, configure: Callable[[Trainer], None] | Non
     )
     model.cpu()
     return Job(cfg, prepared, model, tasks, relations, result, test_metrics, catalog=got.catalog)
+
+
+def streamed_test_rows(cfg: JobConfig, proc: FittedProcessor) -> Batch | None:
+    """The test rows a streamed job was scored on, re-read from its log without holding it.
+
+    One pass counts the rows per split (the sampling rate depends on them), a second encodes
+    every chunk with the saved processor and keeps the same hash-sampled test rows as
+    :func:`run_streaming_job`, so ``mtrs evaluate`` reproduces the saved test metrics.
+    """
+    d = cfg.data
+    users = read_table(d.users, [d.user_col]) if d.users else None
+    items = read_table(d.items, [d.item_col]) if d.items else None
+    log = ParquetLog(cfg, users, items)
+    split_rows = np.zeros(3, np.int64)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        disable=not cfg.train.progress,
+        transient=True,
+    ) as progress:
+        for name in ("count rows per split", "encode test rows"):
+            bar = progress.add_task(name, total=log.num_rows)
+            log.on_rows = lambda n, bar=bar: progress.update(bar, completed=n)
+            if name == "count rows per split":
+                for ch in log.chunks():
+                    split_rows += np.bincount(ch.split, minlength=3)[:3]
+            else:
+                test = collect(EncodedStream(log, proc), split_rows, items, False).test
+    log.on_rows = None
+    return test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from mtrs.artifact import load_model, save_job
+from mtrs.cli.main import run
 from mtrs.config.load import config_from_dict
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
@@ -28,6 +30,7 @@ from mtrs.data.synth import SynthSpec, generate
 from mtrs.errors import MtrsUserError
 from mtrs.pipeline import Job, Prepared, build, prepare, run_job
 from mtrs.recommend.catalog import build_catalog
+from mtrs.streaming import streamed_test_rows
 from mtrs.train.trainer import Trainer
 
 
@@ -267,3 +270,28 @@ def test_pass1_fits_multi_hot_hashing_regression_and_multiclass(tmp_path: Path) 
     got, want = proc.tasks[0].scaler, ref.tasks[0].scaler
     assert got is not None and want is not None
     assert (got.mean, got.std) == pytest.approx((want.mean, want.std), rel=1e-12)
+
+
+def test_evaluate_of_a_streamed_model_rereads_the_same_test_rows_in_chunks(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = _config(data_dir, eval_rows=120)
+    out = save_job(run_job(cfg), tmp_path / "model")
+    before = json.loads((out / "metrics.json").read_text())["tasks"]
+    rows = streamed_test_rows(cfg, load_model(out).processor)
+    assert rows is not None and 0 < len(rows) <= 120  # a sample, not the whole test split
+
+    def in_memory(*args: object, **kwargs: object) -> None:
+        raise AssertionError("mtrs evaluate loaded the whole log")
+
+    monkeypatch.setattr("mtrs.cli.models.prepare", in_memory)
+    capsys.readouterr()
+    assert run(["evaluate", str(out), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["tasks"]
+    assert set(after) == set(before) and before["click"]["auc"] > 0.5
+    for task, ms in before.items():
+        for m, v in ms.items():
+            assert after[task][m] == pytest.approx(v, abs=1e-6), f"{task}/{m}"
