@@ -19,10 +19,15 @@ class ExpertPool(nn.Module):
     Each layer's weights are stacked into one ``[E, in, out]`` tensor, so all experts run
     in one matmul per layer instead of a Python loop over experts: 8 experts cost about one
     8× wider layer. The first layer is stored as ``[in, E, out]`` so that, on an input
-    shared by all experts, it is a single ``addmm`` against an ``[in, E·out]`` view (bias
-    fused, no copy); deeper layers (and per-expert inputs) use ``baddbmm``. Every expert
-    is Linear → ReLU (→ Dropout) per hidden layer, exactly like :class:`~mtrs.layers.mlp.MLP`
-    (and initialised like ``nn.Linear``); :meth:`from_mlps` loads separate MLPs' weights.
+    shared by all experts, it is a single matmul against an ``[in, E·out]`` view; deeper
+    layers (and per-expert inputs) use ``baddbmm``. Activations are kept feature-major,
+    ``[E, width, B]`` in memory, and the result is a ``[B, E, d]`` view of that memory:
+    :func:`~mtrs.layers.expert_mix.mix_many` reads it in that order. In fp32 training
+    without dropout the pool runs :class:`~mtrs.layers.fused_experts.SharedInputExperts`,
+    a hand-written forward and backward with the same arithmetic and less memory traffic.
+    Every expert is Linear → ReLU (→ Dropout) per hidden layer, exactly like
+    :class:`~mtrs.layers.mlp.MLP` (and initialised like ``nn.Linear``); :meth:`from_mlps`
+    loads separate MLPs' weights.
 
     When the shared layer is a Transformer, the architectures feed the pool the
     TokenEncoder's pooled vector: the tokens are encoded once and the experts are MLPs on
