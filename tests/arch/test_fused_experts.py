@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtrs.layers.expert_mix import expert_mean, mix, mix_many
+from mtrs.layers.expert_mix import concat_experts, expert_mean, mix, mix_many
 from mtrs.layers.experts import ExpertPool, Gate, stacked_gates
 from mtrs.layers.fused_experts import SharedInputExperts
 from mtrs.layers.row_gather import gather_rows
@@ -122,3 +122,14 @@ def test_stacked_gates_equal_each_gate_on_its_own() -> None:
     assert list(got) == ["click", "buy", "rate"]
     for name, gate in gates.items():
         torch.testing.assert_close(got[name], gate(x))
+
+
+def test_concat_experts_keeps_the_feature_major_layout() -> None:
+    torch.manual_seed(6)
+    a = ExpertPool(5, [4], 3)(torch.randn(7, 5))
+    b = ExpertPool(5, [4], 2)(torch.randn(7, 5))
+    got = concat_experts([a[:, 1:], b])
+    torch.testing.assert_close(got, torch.cat([a[:, 1:].contiguous(), b.contiguous()], 1))
+    assert got.permute(1, 2, 0).is_contiguous()  # mix_many's fast path applies
+    plain = concat_experts([a.contiguous(), b.contiguous()])
+    torch.testing.assert_close(plain, torch.cat([a, b], 1))

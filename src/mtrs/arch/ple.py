@@ -17,7 +17,7 @@ from mtrs.arch.base import (
 )
 from mtrs.arch.registry import register
 from mtrs.config.models import ExpertConfig, LayerConfig
-from mtrs.layers.expert_mix import expert_mean, mix
+from mtrs.layers.expert_mix import concat_experts, expert_mean, mix
 from mtrs.layers.experts import ExpertPool, Gate
 
 
@@ -75,13 +75,13 @@ class ExtractionLevel(nn.Module):
             own = (
                 s
                 if te is None
-                else torch.cat([te[:, k * self.per_task : (k + 1) * self.per_task], s], 1)
+                else concat_experts([te[:, k * self.per_task : (k + 1) * self.per_task], s])
             )
             outs.append(mix(own, g))
             weights.append(g)
         shared_out = None
         if self.shared_gate is not None:
-            every = s if te is None else torch.cat([te, s], 1)
+            every = s if te is None else concat_experts([te, s])
             shared_out = mix(every, self.shared_gate(shared_in))
         return torch.stack(outs), shared_out, torch.stack(weights), s
 

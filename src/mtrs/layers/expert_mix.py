@@ -79,6 +79,19 @@ def mix(experts: Tensor, weights: Tensor) -> Tensor:
     return mix_many(experts, [weights])[0]
 
 
+def concat_experts(parts: Sequence[Tensor]) -> Tensor:
+    """Expert outputs of several pools side by side, ``[B, E1 + E2 + …, d]``.
+
+    Concatenates in the pools' feature-major memory order when every part has it, so that
+    :func:`mix_many` on the result keeps its fast path (``torch.cat`` on the ``[B, E, d]``
+    views would build a batch-major copy, and gather it element by element).
+    """
+    fms = [p.permute(1, 2, 0) for p in parts]
+    if all(fm.is_contiguous() for fm in fms):
+        return torch.cat(fms, 0).permute(2, 0, 1)
+    return torch.cat(list(parts), 1)
+
+
 def expert_mean(experts: Tensor) -> Tensor:
     """The plain mean of expert outputs, reduced in the pool's memory order.
 
