@@ -2,7 +2,7 @@
 
 Runs the quickstart job (synthetic data) on CPU and on CUDA in fp32 and bf16 and reports the
 test metrics of each (they should agree closely), then times one epoch of the reference MMoE
-workload (BRIEF §6 shapes, fewer rows by default) on CUDA in fp32 and bf16. Prints JSON.
+workload (BRIEF §6, the rows and config of ``throughput.py``) on CUDA in fp32 and bf16. Prints JSON.
 
     python benchmarks/gpu_check.py [--rows 200000] [--out results.json]
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 
 from mtrs.cli.data import write_synth
@@ -28,7 +27,10 @@ from mtrs.eval.evaluator import predict
 from mtrs.pipeline import build, prepare, run_job
 from mtrs.train.trainer import Trainer
 
-VOCABS = [10, 100, 1000, 10000, 50000, 100000, 20, 200, 2000, 5, 50, 500, 5000, 30, 300, 3000]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _workload import Workload, generate
+from throughput import _mtrs_config, _mtrs_frame
 
 
 def quality(device: str, precision: str, data_dir: Path) -> dict[str, Any]:
@@ -48,59 +50,33 @@ def quality(device: str, precision: str, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def workload_config(precision: str) -> dict[str, Any]:
-    """The reference MMoE workload as an mtrs config."""
-    features = [{"name": f"c{j}", "kind": "categorical", "group": "item"} for j in range(16)]
-    features += [{"name": f"n{j}", "kind": "numeric", "group": "context"} for j in range(63)]
-    return {
-        "data": {"interactions": "<in memory>"},
-        "features": features,
-        "tasks": [{"name": t, "type": "binary", "label": t} for t in ("a", "b")],
-        "model": {
-            "architecture": "mmoe",
-            "embedding_dim": 16,
-            "interactions": "none",
-            "shared": {"hidden": [256, 128]},
-            "tower": {"hidden": [64]},
-            "experts": {"num_experts": 8},
-        },
-        "train": {
-            "optimizer": "adam",
-            "lr": 1e-3,
-            "batch_size": 2048,
-            "epochs": 1,
-            "device": "cuda",
-            "precision": precision,
-            "progress": False,
-        },
-        "split": {"method": "random", "valid_fraction": 0.0, "test_fraction": 0.0},
-    }
+def throughput(rows: int, precision: str, device: str = "cuda") -> dict[str, Any]:
+    """Samples/s of one training epoch and of prediction for the reference MMoE workload.
 
-
-def throughput(rows: int, precision: str) -> dict[str, Any]:
-    """Samples/s of one training epoch and of prediction for the MMoE workload on CUDA."""
-    rng = np.random.default_rng(0)
-    cols: dict[str, Any] = {f"c{j}": rng.integers(0, v, rows) for j, v in enumerate(VOCABS)}
-    cols |= {f"n{j}": rng.normal(size=rows).astype(np.float32) for j in range(63)}
-    logit = 0.3 * cols["n0"] - 0.2 * cols["n1"] + (cols["c0"] % 3 - 1) * 0.5
-    cols["a"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    cols["b"] = (rng.random(rows) < 1 / (1 + np.exp(-logit + 1))).astype(np.int64)
-    cols["user_id"], cols["item_id"] = cols["c5"], cols["c4"]
-    cols["timestamp"] = np.arange(rows)
-    cfg = config_from_dict(workload_config(precision))
-    prep = prepare(cfg, tables=Tables(pd.DataFrame(cols)))
+    The same rows and config as ``throughput.py``'s mtrs worker, on ``device``.
+    """
+    w = Workload(rows=rows)
+    raw = _mtrs_config(w, "mmoe", torch.get_num_threads(), precision)
+    raw["train"]["device"] = device
+    cfg = config_from_dict(raw, "gpu_check.py")
+    prep = prepare(cfg, tables=Tables(_mtrs_frame(w, generate(w))))
     model, tasks, rel = build(cfg, prep)
     trainer = Trainer(model, tasks, cfg, rel)
-    data = prep.full.to("cuda")  # keep the rows on the GPU: the loop then never copies
-    trainer.train_epoch(data.take(slice(0, 8 * 2048)), 0)  # warm-up (kernels, allocator)
-    torch.cuda.synchronize()
+    data = prep.full.to(device)  # keep the rows on the device: the loop then never copies
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    trainer.train_epoch(data.take(slice(0, 8 * w.batch_size)), 0)  # warm-up (kernels, allocator)
+    sync()
     t0 = time.perf_counter()
     losses = trainer.train_epoch(data, 1)
-    torch.cuda.synchronize()
+    sync()
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    predict(model, data, tasks, rel, 16384, "cuda")
-    torch.cuda.synchronize()
+    predict(model, data, tasks, rel, 16384, device)
+    sync()
     pred_s = time.perf_counter() - t0
     return {
         "precision": precision,
@@ -108,7 +84,7 @@ def throughput(rows: int, precision: str) -> dict[str, Any]:
         "train_samples_per_s": rows / train_s,
         "predict_samples_per_s": rows / pred_s,
         "final_losses": losses,
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
     }
 
 

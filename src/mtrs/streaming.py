@@ -241,29 +241,22 @@ def run_streaming_job(cfg: JobConfig, configure: Callable[[Trainer], None] | Non
 def streamed_test_rows(cfg: JobConfig, proc: FittedProcessor) -> Batch | None:
     """The test rows a streamed job was scored on, re-read from its log without holding it.
 
-    One pass counts the rows per split (the sampling rate depends on them), a second encodes
-    every chunk with the saved processor and keeps the same hash-sampled test rows as
-    :func:`run_streaming_job`, so ``mtrs evaluate`` reproduces the saved test metrics.
+    The rows per split (on which the sampling rate depends) come from a pass over only the
+    columns the split reads; then every chunk is encoded with the saved processor and the same
+    hash-sampled test rows as in :func:`run_streaming_job` are kept, so ``mtrs evaluate``
+    reproduces the saved test metrics.
     """
     d = cfg.data
     users = read_table(d.users, [d.user_col]) if d.users else None
     items = read_table(d.items, [d.item_col]) if d.items else None
     log = ParquetLog(cfg, users, items)
-    split_rows = np.zeros(3, np.int64)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        disable=not cfg.train.progress,
-        transient=True,
-    ) as progress:
-        for name in ("count rows per split", "encode test rows"):
-            bar = progress.add_task(name, total=log.num_rows)
-            log.on_rows = lambda n, bar=bar: progress.update(bar, completed=n)
-            if name == "count rows per split":
-                for ch in log.chunks():
-                    split_rows += np.bincount(ch.split, minlength=3)[:3]
-            else:
-                test = collect(EncodedStream(log, proc), split_rows, items, False).test
-    log.on_rows = None
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, disable=not cfg.train.progress, transient=True) as progress:
+        count_task = progress.add_task("count rows per split", total=log.num_rows)
+        log.on_rows = lambda n: progress.update(count_task, completed=n)
+        split_rows = log.split_counts()
+        encode_task = progress.add_task("encode test rows", total=log.num_rows)
+        log.on_rows = lambda n: progress.update(encode_task, completed=n)
+        test = collect(EncodedStream(log, proc), split_rows, items, with_catalog=False).test
+        log.on_rows = None
     return test

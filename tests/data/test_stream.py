@@ -79,6 +79,23 @@ def _streamed(cfg: JobConfig) -> tuple[FittedProcessor, Batch, np.ndarray]:
     return proc, Batch.concat([b for _, b in parts]), split
 
 
+@pytest.mark.parametrize(
+    ("method", "unit"), [("temporal", None), ("random", None), ("random", "user_id")]
+)
+def test_split_counts_equal_the_merged_chunks_counts(
+    data_dir: Path, method: str, unit: str | None
+) -> None:
+    cfg = _config(data_dir)
+    cfg.split.method = method  # type: ignore[assignment]
+    cfg.split.unit = unit
+    users, items = pd.read_csv(cfg.data.users), pd.read_csv(cfg.data.items)
+    log = ParquetLog(cfg, users, items)
+    merged = sum(np.bincount(ch.split, minlength=3)[:3] for ch in log.chunks())
+    counts = log.split_counts()
+    np.testing.assert_array_equal(counts, merged)
+    assert counts.sum() == log.num_rows and (counts > 0).all()
+
+
 @pytest.mark.parametrize("method", ["temporal", "random"])
 def test_pass1_fits_the_in_memory_processor(data_dir: Path, method: str) -> None:
     cfg = _config(data_dir)

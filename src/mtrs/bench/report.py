@@ -84,7 +84,10 @@ def _run_stats(runs: Sequence[RunRecord]) -> dict[str, tuple[float, float, float
     by: dict[str, list[RunRecord]] = defaultdict(list)
     for r in runs:
         by[r.architecture].append(r)
-    mean = lambda rs, f: float(np.mean([getattr(r, f) for r in rs]))  # noqa: E731
+
+    def mean(rs: Sequence[RunRecord], name: str) -> float:
+        return float(np.mean([getattr(r, name) for r in rs]))
+
     return {
         a: (mean(rs, "parameters"), mean(rs, "seconds"), mean(rs, "cpu_seconds"))
         for a, rs in by.items()

@@ -202,6 +202,13 @@ class FittedProcessor:
         assert name is not None
         return self.vocabs[name].encode(as_keys(item_ids))
 
+    def history_item_codes(self, df: pd.DataFrame, history: FeatureConfig) -> np.ndarray:
+        """Codes of each row's item in ``history``'s item feature (read from its source column)."""
+        name = history.item_feature
+        assert name is not None
+        source = next(f.source_column for f in self.cfg.features if f.name == name)
+        return self.vocabs[name].encode(as_keys(df[source]))
+
     def _item_id_feature(self) -> str:
         item_col = self.cfg.data.item_col
         for f in self.categorical:

@@ -211,6 +211,39 @@ class ParquetLog:
             np.where(u < s.test_fraction + s.valid_fraction, VALID, TRAIN),
         ).astype(np.int8)
 
+    def split_counts(self) -> np.ndarray:
+        """Rows per split (train, validation, test), reading only what the split depends on.
+
+        The time column for a temporal split, the unit column for a random split by unit,
+        nothing for a random split by row; a unit that only a joined table has needs the
+        merged :meth:`chunks`.
+        """
+        d, s = self.cfg.data, self.cfg.split
+        need = [d.time_col] if self.cuts is not None else [s.unit] if s.unit else []
+        counts = np.zeros(3, np.int64)
+        if any(c not in self.file.schema_arrow.names for c in need):
+            for ch in self.chunks():
+                counts += np.bincount(ch.split, minlength=3)[:3]
+            return counts
+        step = self.cfg.data.chunk_rows
+        frames = (
+            self._raw_chunks(need)
+            if need
+            else (
+                pd.DataFrame(index=range(min(step, self.num_rows - i)))
+                for i in range(0, self.num_rows, step)
+            )
+        )
+        start = 0
+        for df in frames:
+            if self.cuts is not None:
+                df[d.time_col] = self._times(df)
+            counts += np.bincount(self._split(df, start), minlength=3)[:3]
+            start += len(df)
+            if self.on_rows is not None:
+                self.on_rows(start)
+        return counts
+
     def chunks(self) -> Iterator[Chunk]:
         """Merged, checked, split chunks in file order.
 
@@ -330,10 +363,6 @@ class HistoryState:
         self.proc = proc
         self.state: dict[str, pd.DataFrame] = {}
 
-    def _item_codes(self, df: pd.DataFrame, item_feature: str) -> np.ndarray:
-        feat = next(f for f in self.proc.cfg.features if f.name == item_feature)
-        return self.proc.vocabs[item_feature].encode(as_keys(df[feat.source_column]))
-
     def chunk_histories(self, df: pd.DataFrame, user: np.ndarray, start: int) -> HistoryInput:
         """Histories of a chunk's rows (global ``user`` codes), then the state moves on."""
         d = self.proc.cfg.data
@@ -353,7 +382,7 @@ class HistoryState:
                 {
                     "user": user,
                     "time": time,
-                    "code": self._item_codes(df, f.item_feature),
+                    "code": self.proc.history_item_codes(df, f),
                     "value": (
                         df[f.history_value].to_numpy(dtype=np.float64)
                         if f.history_value

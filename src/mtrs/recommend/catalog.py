@@ -201,7 +201,6 @@ def _serving_history(
     items: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
     gaps: dict[str, np.ndarray] = {}
-    by_name = {x.name: x for x in proc.cfg.features}
     for f in proc.histories:
         is_src = (
             frame[f.history_filter].to_numpy(dtype=np.float64) == 1.0
@@ -209,9 +208,7 @@ def _serving_history(
             else np.ones(len(frame), bool)
         )
         users, rows, valid = latest_history(user, time, is_src, f.max_length)
-        assert f.item_feature is not None
-        item_col = by_name[f.item_feature].source_column
-        codes = proc.vocabs[f.item_feature].encode(as_keys(frame[item_col]))
+        codes = proc.history_item_codes(frame, f)
         mat = np.zeros((len(user_keys), f.max_length), np.int64)
         mat[users] = np.where(valid, codes[rows], 0)
         items[f.name] = mat
