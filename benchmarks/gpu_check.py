@@ -2,7 +2,8 @@
 
 Runs the quickstart job (synthetic data) on CPU and on CUDA in fp32 and bf16 and reports the
 test metrics of each (they should agree closely), then times one epoch of the reference MMoE
-workload (BRIEF §6, the rows and config of ``throughput.py``) on CUDA in fp32 and bf16. Prints JSON.
+workload (BRIEF §6, the rows and config of the mtrs adapter in ``systems.py``) on CUDA in fp32
+and bf16. Prints JSON.
 
     python benchmarks/gpu_check.py [--rows 200000] [--out results.json]
 """
@@ -19,29 +20,32 @@ from typing import Any
 
 import torch
 
-from mtrs.cli.data import write_synth
-from mtrs.config.load import config_from_dict, load_config
-from mtrs.data.synth import SynthSpec
+import mtrs
+from mtrs.config.load import config_from_dict
+from mtrs.data.batch import Batch
 from mtrs.data.tables import Tables
+from mtrs.datasets.quickstart import write_synth
+from mtrs.datasets.synth import SynthSpec
 from mtrs.eval.evaluator import predict
-from mtrs.pipeline import build, prepare, run_job
+from mtrs.job import build
+from mtrs.prepare import prepare
 from mtrs.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _workload import Workload, generate
-from throughput import _mtrs_config, _mtrs_frame
+from systems import mtrs_config, mtrs_frame
 
 
 def quality(device: str, precision: str, data_dir: Path) -> dict[str, Any]:
     """Quickstart job (mmoe) on one device/precision: test AUCs and wall time."""
-    cfg = load_config(data_dir / "mtrs.toml")
+    cfg = mtrs.load_config(data_dir / "mtrs.toml")
     cfg.model.architecture = "mmoe"
     cfg.train.device = device
     cfg.train.precision = precision  # type: ignore[assignment]
     cfg.train.progress = False
     t0 = time.perf_counter()
-    job = run_job(cfg)
+    job = mtrs.train(cfg)
     return {
         "device": device,
         "precision": precision,
@@ -53,16 +57,18 @@ def quality(device: str, precision: str, data_dir: Path) -> dict[str, Any]:
 def throughput(rows: int, precision: str, device: str = "cuda") -> dict[str, Any]:
     """Samples/s of one training epoch and of prediction for the reference MMoE workload.
 
-    The same rows and config as ``throughput.py``'s mtrs worker, on ``device``.
+    The same rows and config as ``throughput.py``'s mtrs worker (``systems.py``), on ``device``.
     """
     w = Workload(rows=rows)
-    raw = _mtrs_config(w, "mmoe", torch.get_num_threads(), precision)
+    raw = mtrs_config(w, "mmoe", torch.get_num_threads(), precision)
     raw["train"]["device"] = device
     cfg = config_from_dict(raw, "gpu_check.py")
-    prep = prepare(cfg, tables=Tables(_mtrs_frame(w, generate(w))))
-    model, tasks, rel = build(cfg, prep)
-    trainer = Trainer(model, tasks, cfg, rel)
-    data = prep.full.to(device)  # keep the rows on the device: the loop then never copies
+    prep = prepare(cfg, tables=Tables(mtrs_frame(w, generate(w))))
+    model, tasks = build(cfg, prep)
+    trainer = Trainer(model, tasks, cfg)
+    # The workload's split keeps every row for training; they are one batch in memory.
+    assert isinstance(prep.train, Batch)
+    data = prep.train.to(device)  # keep the rows on the device: the loop then never copies
 
     def sync() -> None:
         if device == "cuda":
@@ -75,7 +81,7 @@ def throughput(rows: int, precision: str, device: str = "cuda") -> dict[str, Any
     sync()
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    predict(model, data, tasks, rel, 16384, device)
+    predict(model, data, tasks, 16384, device)
     sync()
     pred_s = time.perf_counter() - t0
     return {

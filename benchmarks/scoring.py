@@ -21,11 +21,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mtrs.artifact import load_model, save_job
-from mtrs.cli.data import write_synth
-from mtrs.config.load import load_config
-from mtrs.data.synth import SynthSpec
-from mtrs.pipeline import run_job
+import mtrs
+from mtrs.datasets.quickstart import write_synth
+from mtrs.datasets.synth import SynthSpec
 
 
 def main() -> None:
@@ -42,11 +40,11 @@ def main() -> None:
             tmp / "data",
             SynthSpec(num_users=5000, num_items=args.items, num_events=args.events, seed=0),
         )
-        cfg = load_config(config)
+        cfg = mtrs.load_config(config)
         cfg.train.epochs = 1
         cfg.train.progress = False
-        save_job(run_job(cfg), tmp / "model")
-        model = load_model(tmp / "model")
+        mtrs.save(mtrs.train(cfg), tmp / "model")
+        model = mtrs.load(tmp / "model")
         rec = model.recommender()
         ids = model.catalog.item_ids
         rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _workload import Workload, generate, matmul_gflops, mmoe_flops, physical_cores
-from throughput import _mtrs_setup
+from systems import mtrs_setup
 
 
 def _median_ms(fn: Callable[[], object], repeats: int = 20) -> float:
@@ -65,10 +65,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=physical_cores())
     parser.add_argument("--rows", type=int, default=81_920)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     w = Workload(rows=args.rows)
-    s = _mtrs_setup(w, generate(w), "mmoe", args.threads)
-    trainer, data = s["trainer"], s["prep"].full
+    if args.rows // w.batch_size <= 5:
+        parser.error(f"--rows must cover more than 5 steps of {w.batch_size} (the warm-up)")
+    torch.set_num_threads(args.threads)
+    s = mtrs_setup(w, generate(w), "mmoe", args.threads)
+    trainer, data = s.trainer, s.rows
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer step": []}
     steps = len(data) // w.batch_size

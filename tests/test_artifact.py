@@ -20,11 +20,10 @@ from mtrs.artifact import LoadedModel, load_model, save_job
 from mtrs.config.load import config_from_dict, load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.profiles import hold_out_profiles
-from mtrs.data.split import TEST
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
-from mtrs.pipeline import Job, run_job
+from mtrs.job import Job, run_job
 
 REQUIRED = {"model.safetensors", "processor.json", "config.toml", "metrics.json", "manifest.json"}
 
@@ -118,17 +117,19 @@ def test_config_toml_is_the_resolved_config(model_dir: Path, job: Job) -> None:
 
 # ----- loading --------------------------------------------------------------------------------
 def test_loaded_model_predicts_like_the_trained_one(loaded: LoadedModel, job: Job) -> None:
-    frame = job.prepared.frame
+    frame = job.prepared.in_memory().frame
     # The loaded processor encodes the log exactly as the trained one did.
     batch = loaded.processor.encode(frame)
     # The pipeline then holds out profiling labels of users outside each split's user fold.
-    hold_out_profiles(batch, frame[loaded.cfg.data.user_col], job.prepared.split, loaded.cfg)
+    hold_out_profiles(
+        batch, frame[loaded.cfg.data.user_col], job.prepared.in_memory().split, loaded.cfg
+    )
     for name in ("cat", "num", "labels", "mask"):
-        assert torch.equal(getattr(batch, name), getattr(job.prepared.full, name)), name
-    assert torch.equal(batch.hist["clicked_items"], job.prepared.full.hist["clicked_items"])
-    test = job.prepared.part(TEST)
-    ours = predict(loaded.model, test, loaded.tasks, loaded.relations)
-    theirs = predict(job.model, test, job.tasks, job.relations)
+        assert torch.equal(getattr(batch, name), getattr(job.prepared.all_rows(), name)), name
+    assert torch.equal(batch.hist["clicked_items"], job.prepared.all_rows().hist["clicked_items"])
+    test = job.prepared.test
+    ours = predict(loaded.model, test, loaded.tasks)
+    theirs = predict(job.model, test, job.tasks)
     assert ours.keys() == theirs.keys() == {"click", "purchase", "gender", "click_purchase"}
     for k in ours:
         np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)

@@ -60,6 +60,9 @@ def test_tutorial_notebook_runs(kernel_path: str, monkeypatch: pytest.MonkeyPatc
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit the notebook with outputs cleared"
     )
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # The tutorial shows the public API only: ``import mtrs``, nothing from the internals.
+    assert "import mtrs" in code and not re.search(r"(from|import) mtrs\.", code)
     client = NotebookClient(
         nb, kernel_name=kernel_path, timeout=300, resources={"metadata": {"path": str(REPO)}}
     )

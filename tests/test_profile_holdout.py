@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtrs.cli.data import write_synth
 from mtrs.config.load import load_config
 from mtrs.data.split import TEST, TRAIN, VALID
-from mtrs.data.synth import SynthSpec
-from mtrs.pipeline import prepare
+from mtrs.datasets.quickstart import write_synth
+from mtrs.datasets.synth import SynthSpec
+from mtrs.prepare import prepare
 
 
 def test_user_scoped_labels_of_test_users_never_count_in_training(tmp_path: Path) -> None:
@@ -22,10 +22,12 @@ def test_user_scoped_labels_of_test_users_never_count_in_training(tmp_path: Path
     prep = prepare(cfg)
     gender = [t.name for t in cfg.tasks].index("gender")
     click = [t.name for t in cfg.tasks].index("click")
-    mask = prep.full.mask.numpy()
-    users = prep.frame["user_id"].to_numpy()
+    mask = prep.all_rows().mask.numpy()
+    memory = prep.in_memory()
+    users = memory.frame["user_id"].to_numpy()
     counted = {
-        which: set(users[(prep.split == which) & mask[:, gender]]) for which in (TRAIN, VALID, TEST)
+        which: set(users[(memory.split == which) & mask[:, gender]])
+        for which in (TRAIN, VALID, TEST)
     }
     # Disjoint user sets: a user's profile label counts in one split only.
     assert not counted[TRAIN] & counted[TEST]
@@ -35,8 +37,8 @@ def test_user_scoped_labels_of_test_users_never_count_in_training(tmp_path: Path
     # Event tasks are untouched: every row with a click label counts.
     assert mask[:, click].all()
     # Test users do have training rows (their events train the event tasks).
-    train_users = set(users[prep.split == TRAIN])
+    train_users = set(users[memory.split == TRAIN])
     assert len(counted[TEST] & train_users) > 0
-    frame = pd.DataFrame({"u": users, "m": mask[:, gender], "s": prep.split})
+    frame = pd.DataFrame({"u": users, "m": mask[:, gender], "s": memory.split})
     per_user = frame[frame.m].groupby("u")["s"].nunique()
     assert np.all(per_user.to_numpy() == 1)

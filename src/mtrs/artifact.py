@@ -18,18 +18,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import mtrs
 from mtrs.config.load import config_from_dict, config_to_dict, dump_config
 from mtrs.config.models import JobConfig
 from mtrs.data.processor import FittedProcessor
-from mtrs.data.split import TRAIN
 from mtrs.errors import MtrsUserError
+from mtrs.job import Job
 from mtrs.jsonio import write_json
 from mtrs.model import build_model, count_parameters
-from mtrs.recommend.catalog import Catalog, build_catalog
+from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
-from mtrs.tasks.relations import EsmmRelation
-from mtrs.tasks.task import Task, job_tasks
+from mtrs.tasks.taskset import TaskSet
+from mtrs.version import __version__
 
 FILES = (
     "model.safetensors",
@@ -49,7 +48,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def metrics_document(job: Any) -> dict[str, Any]:
+def metrics_document(job: Job) -> dict[str, Any]:
     """``metrics.json``: test metrics per task plus what produced them."""
     r = job.result
     return {
@@ -76,11 +75,11 @@ def metrics_document(job: Any) -> dict[str, Any]:
     }
 
 
-def save_job(job: Any, out_dir: str | Path) -> Path:
+def save_job(job: Job, out_dir: str | Path) -> Path:
     """Write a trained job as a model directory, atomically (all files or none).
 
     Args:
-        job: A :class:`mtrs.pipeline.Job`.
+        job: The trained job.
         out_dir: Target directory; an existing one is replaced only after the new one is whole.
 
     Returns:
@@ -90,20 +89,13 @@ def save_job(job: Any, out_dir: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        prepared = job.prepared
         state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
-        write_json(tmp / "processor.json", prepared.processor.to_json())
+        write_json(tmp / "processor.json", job.prepared.processor.to_json())
         dump_config(job.cfg, tmp / "config.toml")
         write_json(tmp / "metrics.json", metrics_document(job))
-        catalog = getattr(job, "catalog", None)
-        if catalog is None:
-            items_table = getattr(prepared, "items_table", None)
-            catalog = build_catalog(
-                prepared.frame, prepared.split == TRAIN, prepared.processor, items_table
-            )
-        save_file(catalog.tensors(), str(tmp / "catalog.safetensors"))
-        write_json(tmp / "catalog.json", catalog.meta())
+        save_file(job.catalog.tensors(), str(tmp / "catalog.safetensors"))
+        write_json(tmp / "catalog.json", job.catalog.meta())
         write_manifest(tmp)
         if out.exists():
             shutil.rmtree(out)
@@ -116,13 +108,18 @@ def save_job(job: Any, out_dir: str | Path) -> Path:
 
 def write_manifest(directory: Path) -> None:
     """``manifest.json``: library versions and the sha256 of every file."""
-    files = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
+    # Hidden names are temporaries of an interrupted write, never part of the model.
+    files = {
+        p.name: _sha256(p)
+        for p in sorted(directory.iterdir())
+        if p.name != "manifest.json" and not p.name.startswith(".")
+    }
     write_json(
         directory / "manifest.json",
         {
             "format": "mtrs.model/1",
             "versions": {
-                "mtrs": mtrs.__version__,
+                "mtrs": __version__,
                 "torch": torch.__version__,
                 "numpy": np.__version__,
                 "pandas": pd.__version__,
@@ -142,15 +139,14 @@ class LoadedModel:
     cfg: JobConfig
     processor: FittedProcessor
     model: nn.Module
-    tasks: list[Task]
-    relations: list[EsmmRelation]
+    tasks: TaskSet
     catalog: Catalog
     metrics: dict[str, Any]
 
-    def recommender(self) -> Recommender:
-        """A recommender over the model's catalog with the config's defaults."""
+    def recommender(self, catalog: Catalog | None = None) -> Recommender:
+        """A recommender with the config's defaults, over the model's catalog (or ``catalog``)."""
         return Recommender(
-            self.model, self.processor, self.tasks, self.relations, self.catalog, self.cfg.recommend
+            self.model, self.processor, self.tasks, catalog or self.catalog, self.cfg.recommend
         )
 
 
@@ -187,7 +183,7 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
         tomllib.loads((d / "config.toml").read_text("utf-8")), str(d / "config.toml")
     )
     proc = FittedProcessor.from_json(json.loads((d / "processor.json").read_text("utf-8")), cfg)
-    tasks, relations = job_tasks(cfg, proc)
+    tasks = TaskSet.for_job(cfg, proc.tasks)
     model = build_model(proc, cfg, tasks)
     state = load_file(str(d / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -202,7 +198,7 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
         load_file(str(d / "catalog.safetensors")),
     )
     metrics = json.loads((d / "metrics.json").read_text("utf-8"))
-    return LoadedModel(d, cfg, proc, model, tasks, relations, catalog, metrics)
+    return LoadedModel(d, cfg, proc, model, tasks, catalog, metrics)
 
 
 __all__ = ["LoadedModel", "config_to_dict", "load_model", "save_job"]

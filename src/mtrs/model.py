@@ -14,6 +14,7 @@ from mtrs.data.processor import FittedProcessor
 from mtrs.layers.embedding import FeatureEmbedding
 from mtrs.tasks.objectives import ObjectiveInput, build_objective
 from mtrs.tasks.task import Task
+from mtrs.tasks.taskset import TaskSet
 
 
 @dataclass
@@ -35,7 +36,7 @@ class MultiTaskModel(nn.Module):
     Args:
         proc: The fitted processor (feature layout, vocabulary sizes).
         cfg: The job config.
-        tasks: The tasks this model predicts.
+        tasks: The tasks this model predicts (one head each).
         arch_name: Overrides ``cfg.model.architecture`` (the hard-parallel builder uses it).
     """
 
@@ -50,9 +51,7 @@ class MultiTaskModel(nn.Module):
         self.embedding = FeatureEmbedding(proc, cfg.model)
         arch_cls = get_architecture(arch_name or cfg.model.architecture)
         names = tuple(t.name for t in tasks)
-        ctx = ArchContext(
-            self.embedding.layout, names, cfg.model, tuple(r.parent for r in cfg.relations)
-        )
+        ctx = ArchContext(self.embedding.layout, names, cfg.model)
         self.arch: Architecture = arch_cls(ctx)
         self.heads = nn.ModuleDict(
             {t.name: nn.Linear(self.arch.out_dims[t.name], t.output_dim) for t in tasks}
@@ -97,7 +96,7 @@ class MultiTaskModel(nn.Module):
 class HardParallelModel(nn.Module):
     """Hard parallel: one complete model per task, nothing shared; outputs gathered by name."""
 
-    def __init__(self, proc: FittedProcessor, cfg: JobConfig, tasks: list[Task]) -> None:
+    def __init__(self, proc: FittedProcessor, cfg: JobConfig, tasks: TaskSet) -> None:
         super().__init__()
         self.parts = nn.ModuleDict(
             {t.name: MultiTaskModel(proc, cfg, [t], cfg.model.architecture) for t in tasks}
@@ -120,12 +119,12 @@ class HardParallelModel(nn.Module):
         return []
 
 
-def build_model(proc: FittedProcessor, cfg: JobConfig, tasks: list[Task]) -> nn.Module:
+def build_model(proc: FittedProcessor, cfg: JobConfig, tasks: TaskSet) -> nn.Module:
     """The model the config asks for (hard-parallel architectures get one model per task)."""
     cls = get_architecture(cfg.model.architecture)
     if cls.hard_parallel:
         return HardParallelModel(proc, cfg, tasks)
-    return MultiTaskModel(proc, cfg, tasks)
+    return MultiTaskModel(proc, cfg, list(tasks))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,12 +15,12 @@ import torch
 from mtrs.arch import ArchContext, get_architecture
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig, ModelConfig
-from mtrs.data.split import TEST, TRAIN
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
+from mtrs.job import Job, run_job
 from mtrs.layers.embedding import Field, InputLayout
-from mtrs.pipeline import Job, Prepared, prepare, run_job
+from mtrs.prepare import Prepared, prepare
 from mtrs.train.trainer import Trainer
 
 TASKS = ("click", "purchase", "gender")
@@ -203,7 +203,7 @@ def test_every_architecture_beats_a_constant_predictor(
     if CASES[case][0] in ("omoe", "mmoe", "ple"):
         job.model.eval()
         with torch.no_grad():
-            gates = job.model(prepared.part(TEST).take(torch.arange(256))).gates
+            gates = job.model(prepared.test.take(torch.arange(256))).gates
         assert set(gates) == set(TASKS)
         for g in gates.values():
             torch.testing.assert_close(g.sum(-1), torch.ones(256))
@@ -213,7 +213,7 @@ def test_esmm_joint_probability_is_the_product_of_its_parts(
     trained: Callable[[str], Job], prepared: Prepared
 ) -> None:
     job = trained("esmm")
-    preds = predict(job.model, prepared.part(TEST), job.tasks, job.relations)
+    preds = predict(job.model, prepared.test, job.tasks)
     np.testing.assert_allclose(preds["click_purchase"], preds["click"] * preds["purchase"])
     assert 0 < preds["click_purchase"].mean() < preds["click"].mean()
 
@@ -222,7 +222,7 @@ def test_esmm_conditional_task_gets_no_direct_loss(trained: Callable[[str], Job]
     job = trained("esmm")
     direct = {t.name: t.direct_loss for t in job.tasks}
     assert direct == {"click": True, "purchase": False, "gender": True}
-    assert [r.active for r in job.relations] == [True]
+    assert [r.active for r in job.tasks.relations] == [True]
     # Without ESMM the same funnel is only reported: purchase keeps its own loss.
     assert all(t.direct_loss for t in trained("shared_bottom").tasks)
 
@@ -232,8 +232,8 @@ def test_esmm_purchase_tower_learns_only_through_the_joint_loss(
 ) -> None:
     job = trained("esmm")
     cfg = job.cfg
-    trainer = Trainer(job.model, job.tasks, cfg, job.relations)
-    batch = prepared.part(TRAIN).take(torch.arange(512))
+    trainer = Trainer(job.model, job.tasks, cfg)
+    batch = prepared.train.take(torch.arange(512))
     purchase = [p for n, p in job.model.named_parameters() if "purchase" in n]
     assert purchase
 

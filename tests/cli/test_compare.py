@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrs.cli.data import write_synth
 from mtrs.cli.main import run
-from mtrs.data.synth import SynthSpec
+from mtrs.datasets.quickstart import write_synth
+from mtrs.datasets.synth import SynthSpec
 
 
 def test_compare_two_architectures_two_lambdas(

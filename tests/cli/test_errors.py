@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtrs.cli.data import write_synth
 from mtrs.cli.main import run
-from mtrs.data.synth import SynthSpec
+from mtrs.datasets.quickstart import write_synth
+from mtrs.datasets.synth import SynthSpec
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,32 @@ def test_recommend_bad_request(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code = run(["recommend", str(tmp_path / "missing_model"), "--user", "1"])
     assert code == 2
     assert "model directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["trian"], "No such command"),
+        (["train", "cfg.toml", "--out", "x", "--epochs", "abc"], "--epochs"),
+        (["recommend", "model_dir"], "--user"),
+        (["train", "cfg.toml", "--out", "x", "--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Typer's own usage errors (it no longer raises click's classes) give exit 2 and a line."""
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_user_text_with_brackets_is_printed_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rich markup in user text (``[/x]``) neither crashes the printer nor loses brackets."""
+    missing = tmp_path / "[/x]" / "[[tasks]].toml"
+    assert run(["train", str(missing), "--out", str(tmp_path / "m")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "[[tasks]].toml: config file not found" in err

@@ -26,7 +26,7 @@ from mtrs.data.encoders import (
 )
 from mtrs.data.processor import FittedProcessor
 from mtrs.errors import MtrsUserError
-from mtrs.tasks.task import build_tasks
+from mtrs.tasks.taskset import TaskSet
 
 E = math.e
 SQRT_2_3 = math.sqrt(2.0 / 3.0)
@@ -237,7 +237,7 @@ def test_regression_label_standardised_and_inverted(proc: FittedProcessor) -> No
     m = b.mask[:, 2].numpy()
     np.testing.assert_array_equal(m, [True, True, False, True, True, True])
     np.testing.assert_allclose(b.labels[m, 2].numpy(), [-1.0, 1.0, -1.0, 1.0, 0.0])
-    rating = build_tasks(proc)[2]
+    rating = TaskSet.build(proc.tasks, [])["rating"]
     assert rating.name == "rating"
     np.testing.assert_allclose(rating.to_output(b.labels[m, 2].numpy()), [1.0, 3.0, 1.0, 3.0, 2.0])
 

@@ -17,20 +17,16 @@ from mtrs.cli.main import run
 from mtrs.config.load import config_from_dict
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
+from mtrs.data.log import FrameLog, ParquetLog, use_streaming
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TRAIN
-from mtrs.data.stream import (
-    EncodedStream,
-    ParquetLog,
-    TrainStream,
-    fit_streaming,
-    use_streaming,
-)
-from mtrs.data.synth import SynthSpec, generate
+from mtrs.data.stream import EncodedStream, TrainStream
+from mtrs.datasets.synth import SynthSpec, generate
 from mtrs.errors import MtrsUserError
-from mtrs.pipeline import Job, Prepared, build, prepare, run_job
-from mtrs.recommend.catalog import build_catalog
-from mtrs.streaming import streamed_test_rows
+from mtrs.job import Job, run_job
+from mtrs.model import build_model
+from mtrs.prepare import fit_processor, prepare, read_test_rows
+from mtrs.tasks.taskset import TaskSet
 from mtrs.train.trainer import Trainer
 
 
@@ -63,6 +59,10 @@ def _config(data_dir: Path, streaming: str = "always", **data: object) -> JobCon
     raw["features"][2]["max_length"] = 5
     raw["model"].update({"shared": {"type": "mlp", "hidden": [32]}, "tower": {"hidden": [16]}})
     raw["model"]["sequence"] = {"time_gaps": True}
+    # A numeric context feature, for the catalog's default context row (the mean).
+    raw["features"].append(
+        {"name": "ctx_price", "kind": "numeric", "group": "context", "column": "price"}
+    )
     raw["train"].update(
         {"epochs": 2, "progress": False, "device": "cpu", "seed": 7, "batch_size": 256}
     )
@@ -73,7 +73,7 @@ def _streamed(cfg: JobConfig) -> tuple[FittedProcessor, Batch, np.ndarray]:
     users = pd.read_csv(cfg.data.users) if cfg.data.users else None
     items = pd.read_csv(cfg.data.items) if cfg.data.items else None
     log = ParquetLog(cfg, users, items)
-    proc, _ = fit_streaming(log)
+    proc, _ = fit_processor(log)
     parts = list(EncodedStream(log, proc).encoded())
     split = np.concatenate([ch.split for ch, _ in parts])
     return proc, Batch.concat([b for _, b in parts]), split
@@ -101,7 +101,7 @@ def test_pass1_fits_the_in_memory_processor(data_dir: Path, method: str) -> None
     cfg = _config(data_dir)
     cfg.split.method = method  # type: ignore[assignment]
     proc, _, split = _streamed(cfg)
-    mem = prepare(_config(data_dir, "never"))
+    mem = prepare(_config(data_dir, "never")).in_memory()
     if method == "temporal":
         np.testing.assert_array_equal(split, mem.split)
     # The same rows fitted in memory give the same vocabularies and (to rounding) scalers.
@@ -120,8 +120,17 @@ def test_pass1_fits_the_in_memory_processor(data_dir: Path, method: str) -> None
 def test_encoded_chunks_equal_the_in_memory_batch(data_dir: Path) -> None:
     cfg = _config(data_dir)
     _, streamed, _ = _streamed(cfg)
-    mem = prepare(_config(data_dir, "never")).full
-    assert len(streamed) == len(mem) == 3_000
+    p = prepare(_config(data_dir, "never"))
+    assert isinstance(p.log, FrameLog)
+    # The log in memory is one chunk of the same path; the processor's own encoding of the
+    # frame (histories built from its rows alone) agrees with it too.
+    (_, mem), *more = list(EncodedStream(p.log, p.processor).encoded())
+    assert not more
+    alone = p.processor.encode(p.log.frame)
+    assert len(streamed) == len(mem) == len(alone) == 3_000
+    for k in mem.hist:
+        torch.testing.assert_close(alone.hist[k], mem.hist[k], rtol=0, atol=0)
+        torch.testing.assert_close(alone.hist_gap[k], mem.hist_gap[k], rtol=0, atol=0)
     # Histories cross 5 chunk boundaries (700 rows each) with ties at the boundaries.
     for kind in ("hist", "hist_gap"):
         a, b = getattr(streamed, kind), getattr(mem, kind)
@@ -140,7 +149,7 @@ def streamed_job(data_dir: Path) -> Job:
 
 def test_streamed_training_equals_in_memory_training(data_dir: Path, streamed_job: Job) -> None:
     mem = run_job(_config(data_dir, "never"))
-    assert streamed_job.catalog is not None and mem.catalog is None
+    assert len(streamed_job.catalog.item_ids) == len(mem.catalog.item_ids) > 0
     assert [e.train_loss for e in streamed_job.result.history] == [
         e.train_loss for e in mem.result.history
     ]
@@ -154,7 +163,7 @@ def test_small_buffer_shows_every_training_row_once_per_epoch(data_dir: Path) ->
     users = pd.read_csv(data_dir / "users.csv")
     items = pd.read_csv(data_dir / "items.csv")
     log = ParquetLog(cfg, users, items)
-    proc, rows = fit_streaming(log)
+    proc, rows = fit_processor(log)
     stream = TrainStream(EncodedStream(log, proc), 500)
     seen: list[int] = []
 
@@ -164,9 +173,9 @@ def test_small_buffer_shows_every_training_row_once_per_epoch(data_dir: Path) ->
             sums["total"] = sums.get("total", 0.0) + 1.0
             return 1.0
 
-    first = next(EncodedStream(log, proc).encoded())[1]
-    model, tasks, relations = build(cfg, Prepared(cfg, pd.DataFrame(), np.zeros(0), proc, first))
-    losses = Recorder(model, tasks, cfg, relations).train_stream_epoch(stream, 1)
+    tasks = TaskSet.for_job(cfg, proc.tasks)
+    model = build_model(proc, cfg, tasks)
+    losses = Recorder(model, tasks, cfg).train_stream_epoch(stream, 1)
     assert sum(seen) == rows[TRAIN]
     # Every mini-batch but the last is full, although buffers end mid-batch.
     assert all(s == 256 for s in seen[:-1]) and 0 < seen[-1] <= 256
@@ -215,10 +224,10 @@ def test_streamed_job_saves_loads_and_recommends(streamed_job: Job, tmp_path: Pa
 
 
 def test_streamed_catalog_matches_the_in_memory_catalog(data_dir: Path, streamed_job: Job) -> None:
-    p = prepare(_config(data_dir, "never"))
-    ref = build_catalog(p.frame, p.split == TRAIN, p.processor, p.items_table)
+    ref = prepare(_config(data_dir, "never")).catalog
     got = streamed_job.catalog
-    assert got is not None
+    # Both list items and users in the order of their last event.
+    assert got.item_ids == ref.item_ids and got.user_ids == ref.user_ids
     assert sorted(got.user_ids) == sorted(ref.user_ids)
     assert sorted(got.item_ids) == sorted(ref.item_ids)
     u_ref = pd.Index(ref.user_ids).get_indexer(got.user_ids)
@@ -232,6 +241,14 @@ def test_streamed_catalog_matches_the_in_memory_catalog(data_dir: Path, streamed
     for row, ref_row in enumerate(u_ref):
         mine = {got.item_ids[i] for i in got.seen(row)}
         assert mine == {ref.item_ids[i] for i in ref.seen(int(ref_row))}
+    # The default context row: the most frequent hour and device, the mean of ctx_price.
+    for kind in ("cat", "num"):
+        torch.testing.assert_close(getattr(got.context, kind), getattr(ref.context, kind))
+    price = pd.read_csv(data_dir / "items.csv").set_index("item_id")["price"]
+    log = pd.read_parquet(data_dir / "interactions.parquet")
+    scaler = prepare(_config(data_dir, "never")).processor.scalers["ctx_price"]
+    mean = float(price.loc[log["item_id"]].mean())
+    assert ref.context.num[0, -1].item() == pytest.approx(float(scaler.transform([mean])[0]))
     assert got.popularity.keys() == ref.popularity.keys()
     for k in ref.popularity:
         np.testing.assert_allclose(got.popularity[k], ref.popularity[k][i_ref])
@@ -273,7 +290,7 @@ def test_pass1_fits_multi_hot_hashing_regression_and_multiclass(tmp_path: Path) 
             "split": {"method": "random", "valid_fraction": 0.0, "test_fraction": 0.0},
         }
     )
-    proc, rows = fit_streaming(ParquetLog(cfg, None, None))
+    proc, rows = fit_processor(ParquetLog(cfg, None, None))
     ref = FittedProcessor.fit(df, cfg)
     assert rows.tolist() == [n, 0, 0]
     assert {k: v.to_json() for k, v in proc.vocabs.items()} == {
@@ -298,13 +315,13 @@ def test_evaluate_of_a_streamed_model_rereads_the_same_test_rows_in_chunks(
     cfg = _config(data_dir, eval_rows=120)
     out = save_job(run_job(cfg), tmp_path / "model")
     before = json.loads((out / "metrics.json").read_text())["tasks"]
-    rows = streamed_test_rows(cfg, load_model(out).processor)
+    rows = read_test_rows(cfg, load_model(out).processor)
     assert rows is not None and 0 < len(rows) <= 120  # a sample, not the whole test split
 
     def in_memory(*args: object, **kwargs: object) -> None:
         raise AssertionError("mtrs evaluate loaded the whole log")
 
-    monkeypatch.setattr("mtrs.cli.models.prepare", in_memory)
+    monkeypatch.setattr("mtrs.data.log.FrameLog", in_memory)
     capsys.readouterr()
     assert run(["evaluate", str(out), "--json"]) == 0
     after = json.loads(capsys.readouterr().out)["tasks"]

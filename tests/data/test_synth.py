@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mtrs.data.synth import START_TIMESTAMP, SynthData, SynthSpec, generate, write
+from mtrs.datasets.synth import START_TIMESTAMP, SynthData, SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
 
 SMALL = SynthSpec(num_users=200, num_items=80, num_events=5_000, seed=3)

@@ -12,9 +12,9 @@ import pytest
 
 from mtrs.config.load import config_from_dict
 from mtrs.data.split import TEST
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
 from mtrs.eval.metrics import auc
-from mtrs.pipeline import run_job
+from mtrs.job import run_job
 
 
 def _config(data_dir: Path, architecture: str) -> dict:
@@ -51,7 +51,7 @@ def test_learned_click_auc_is_within_005_of_oracle(synthetic: tuple[Path, pd.Dat
     data_dir, truth = synthetic
     cfg = config_from_dict(_config(data_dir, "shared_bottom"))
     job = run_job(cfg)
-    frame = job.prepared.frame[job.prepared.split == TEST]
+    frame = job.prepared.in_memory().frame[job.prepared.in_memory().split == TEST]
     p_true = truth.set_index("event_id").loc[frame["event_id"].to_numpy(), "p_click"]
     oracle = auc(frame["click"].to_numpy(), p_true.to_numpy())
     learned = job.test_metrics["click"]["auc"]

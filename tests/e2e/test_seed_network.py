@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtrs.config.load import load_config
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.job import build
 from mtrs.model import count_parameters
-from mtrs.pipeline import build, prepare
+from mtrs.prepare import prepare
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "seed_keras_equivalent.toml"
 
@@ -18,7 +19,7 @@ def test_seed_keras_equivalent_parameter_count(tmp_path: Path) -> None:
     cfg.data.interactions = str(tmp_path / "interactions.csv")
     cfg.data.users = str(tmp_path / "users.csv")
     cfg.data.items = str(tmp_path / "items.csv")
-    model, tasks, _ = build(cfg, prepare(cfg))
+    model, tasks = build(cfg, prepare(cfg))
     d = len(cfg.features)  # every feature is one numeric column
     k = cfg.model.shared.hidden[0]
     m = {t.name: cfg.model.tower.hidden[0] for t in cfg.tasks}

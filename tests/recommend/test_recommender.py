@@ -14,10 +14,10 @@ from mtrs.artifact import LoadedModel, load_model, save_job
 from mtrs.config.load import config_from_dict
 from mtrs.data.processor import FittedProcessor, HistoryInput
 from mtrs.data.split import TRAIN
-from mtrs.data.synth import SynthData, SynthSpec, generate, write
+from mtrs.datasets.synth import SynthData, SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
-from mtrs.pipeline import Job, run_job
+from mtrs.job import Job, run_job
 from mtrs.recommend.catalog import build_catalog
 from mtrs.recommend.merge import merge, top_k
 from mtrs.recommend.recommender import Recommender
@@ -162,7 +162,7 @@ def test_unknown_user_gets_flagged_popularity_lists(trained: Trained) -> None:
     assert set(rec.lists) == LIST_TASKS
     # The click list ranks items by their clicks in the training split.
     job = trained.job
-    train = job.prepared.frame[job.prepared.split == TRAIN]
+    train = job.prepared.in_memory().frame[job.prepared.in_memory().split == TRAIN]
     clicks = train.groupby("item_id")["click"].sum()
     for item, score in rec.lists["click"]:
         assert score == clicks.get(int(item), 0)
@@ -178,7 +178,7 @@ def test_serving_scores_equal_the_batch_prediction(trained: Trained) -> None:
     user = _busy_user(t)
     cand = _unseen_positions(t, user)
     item_ids = [int(t.rec.catalog.item_ids[p]) for p in cand]
-    log = t.job.prepared.frame  # every event, time-sorted, with user and item columns
+    log = t.job.prepared.in_memory().frame  # every event, time-sorted, with user and item columns
     rows = t.data.items.set_index("item_id").loc[item_ids].reset_index()
     profile = t.data.users.set_index("user_id").loc[user]
     for col in ("age_group", "gender", "city_tier"):
@@ -196,7 +196,7 @@ def test_serving_scores_equal_the_batch_prediction(trained: Trained) -> None:
     given = HistoryInput({"clicked_items": np.tile(hist, (len(rows), 1))}, {}, {})
     batch = proc.encode(rows, history=given)
     assert not batch.mask[:, :2].any()  # no click / purchase labels in these rows
-    expected = predict(t.loaded.model, batch, t.loaded.tasks, t.loaded.relations)
+    expected = predict(t.loaded.model, batch, t.loaded.tasks)
 
     row = t.rec.catalog.user_row(str(user))
     assert row is not None
@@ -213,7 +213,7 @@ def test_serving_history_is_the_latest_clicks(trained: Trained) -> None:
     user = _busy_user(t)
     row = t.rec.catalog.user_row(str(user))
     assert row is not None
-    log = t.job.prepared.frame
+    log = t.job.prepared.in_memory().frame
     clicked = log.loc[(log["user_id"] == user) & (log["click"] == 1), "item_id"].tail(20)
     codes = t.loaded.processor.encode_items(clicked.reset_index(drop=True))
     got = t.rec.catalog.users.hist["clicked_items"][row].numpy()

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from mtrs.config.models import RelationConfig, TaskConfig
-from mtrs.data.processor import TaskEncoding
-from mtrs.tasks.relations import EsmmRelation, with_relations
+from mtrs.data.labels import TaskEncoding
+from mtrs.tasks.relations import EsmmRelation
 from mtrs.tasks.task import Task
+from mtrs.tasks.taskset import TaskSet
 
 
 def _task(name: str, column: int, type_: str = "binary", **extra: object) -> Task:
@@ -103,16 +104,11 @@ def test_task_weight_and_scope_come_from_the_config() -> None:
 
 # ----- ESMM -----------------------------------------------------------------------------------
 def _esmm(arch_relation: str | None, loss: bool | None = None) -> tuple[list[Task], EsmmRelation]:
-    def build(skip: set[str]) -> list[Task]:
-        tasks = [_task("click", 0), _task("buy", 1)]
-        for t in tasks:
-            t.direct_loss = t.name not in skip
-        return tasks
-
+    encodings = [_task("click", 0).encoding, _task("buy", 1).encoding]
     cfg = RelationConfig(parent="click", child="buy", loss=loss)
-    tasks, relations = with_relations(build, [cfg], arch_relation)
-    assert len(relations) == 1
-    return tasks, relations[0]
+    ts = TaskSet.build(encodings, [cfg], arch_relation)
+    assert len(ts.relations) == 1 and [t.column for t in ts] == [0, 1]
+    return list(ts), ts.relations[0]
 
 
 # click, buy labels; buy counts only where click = 1 (a conditional label).

@@ -14,12 +14,12 @@ from mtrs.arch.base import Architecture, ArchOutput
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
-from mtrs.data.split import TRAIN
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
+from mtrs.job import build, run_job
 from mtrs.layers.embedding import Field, InputLayout
 from mtrs.model import MultiTaskModel
-from mtrs.pipeline import Prepared, build, prepare, run_job
+from mtrs.prepare import Prepared, prepare
 from mtrs.tasks.objectives import (
     SHARED_OBJECTIVES,
     Contrastive,
@@ -135,11 +135,11 @@ def test_deep_supervision_adds_gradient_to_the_shared_layer(
     cfg, prepared = job
     cfg = cfg.model_copy(deep=True)
     cfg.model.shared_objective = "deep_supervision"
-    model, tasks, _ = build(cfg, prepared)
+    model, tasks = build(cfg, prepared)
     assert isinstance(model, MultiTaskModel) and isinstance(model.objective, DeepSupervision)
     assert set(model.objective.probes) == {t.name for t in tasks if t.direct_loss}
     model.train()
-    batch = prepared.part(TRAIN).take(torch.arange(256))
+    batch = prepared.train.take(torch.arange(256))
     out = model(batch)
     assert out.shared_loss is not None and math.isfinite(out.shared_loss.item())
     shared = model.arch.shared_parameters()

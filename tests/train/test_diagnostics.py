@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from mtrs.config.load import load_config
-from mtrs.data.split import TRAIN, VALID
-from mtrs.data.synth import SynthSpec, generate, write
-from mtrs.pipeline import build, prepare
+from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.job import build
+from mtrs.prepare import prepare
 from mtrs.train.diagnostics import GradientSimilarity, attach, gradient_cosines
 from mtrs.train.trainer import Trainer
 
@@ -59,10 +59,10 @@ def test_tracker_reports_per_epoch_on_a_real_model(tmp_path: Path) -> None:
     cfg.train.progress = False
     cfg.train.threads = 1
     prepared = prepare(cfg)
-    train, valid = prepared.part(TRAIN), prepared.part(VALID)
+    train, valid = prepared.train, prepared.valid
 
-    model, tasks, relations = build(cfg, prepared)
-    trainer = Trainer(model, tasks, cfg, relations)
+    model, tasks = build(cfg, prepared)
+    trainer = Trainer(model, tasks, cfg)
     # As ``mtrs compare`` does it: the tracker reads the trainer's current mini-batch.
     tracker = attach(trainer, every_n_steps=4, batch_size=128)
     assert isinstance(tracker, GradientSimilarity)
@@ -80,8 +80,8 @@ def test_tracker_reports_per_epoch_on_a_real_model(tmp_path: Path) -> None:
     assert set(sampled) == pairs
 
     # Watching does not change training: a run without the tracker gives the same losses.
-    model2, tasks2, relations2 = build(cfg, prepared)
-    plain = Trainer(model2, tasks2, cfg, relations2).fit(train, valid).history
+    model2, tasks2 = build(cfg, prepared)
+    plain = Trainer(model2, tasks2, cfg).fit(train, valid).history
     assert [r.train_loss for r in plain] == [r.train_loss for r in watched]
 
 

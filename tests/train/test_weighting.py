@@ -13,9 +13,10 @@ from torch import Tensor, nn
 
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
-from mtrs.data.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec, generate, write
 from mtrs.errors import MtrsUserError
-from mtrs.pipeline import Prepared, prepare, run_job
+from mtrs.job import run_job
+from mtrs.prepare import Prepared, prepare
 from mtrs.train.gradient_weighting import gradnorm_objective, project_conflicting
 from mtrs.train.trainer import EpochRecord
 from mtrs.train.weighting import (

@@ -6,7 +6,7 @@ from mtrs.arch.base import ArchContext, Architecture, ArchOutput
 from mtrs.arch.registry import ARCHITECTURES, get_architecture, register
 
 # Importing the modules registers their architectures.
-from mtrs.arch import esmm, mmoe, omoe, ple, shared_bottom, single  # noqa: F401  isort: skip
+from mtrs.arch import esmm, moe, ple, shared_bottom, single  # noqa: F401  isort: skip
 
 __all__ = [
     "ARCHITECTURES",

@@ -1,8 +1,9 @@
-"""The architecture contract and the shared-layer factory every architecture uses."""
+"""The architecture contract and the layers every architecture builds on: bottom, towers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -21,7 +22,6 @@ class ArchContext:
     layout: InputLayout
     task_names: tuple[str, ...]
     cfg: ModelConfig
-    relations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -40,16 +40,16 @@ class ArchOutput:
 class Architecture(nn.Module):
     """Base class: maps the flat input ``x`` to one vector per task.
 
-    Subclasses set ``out_dims`` (task → width) and ``shared_dim`` (width of Z, or None), and
-    implement :meth:`forward`. ``hard_parallel`` architectures are built once per task, each
+    Subclasses are built from an :class:`ArchContext` (``get_architecture(name)(ctx)``), set
+    ``out_dims`` (task → width) and ``shared_dim`` (width of Z, or None), and implement
+    :meth:`forward`. ``hard_parallel`` architectures are built once per task, each
     with its own embeddings (the model builder handles that).
     """
 
-    hard_parallel: bool = False
-    requires_relation: str | None = None
+    hard_parallel: ClassVar[bool] = False
+    requires_relation: ClassVar[str | None] = None
 
-    def __init__(self, ctx: ArchContext | None = None) -> None:
-        # Subclasses are built from an ArchContext; the base needs nothing from it.
+    def __init__(self) -> None:
         super().__init__()
         self.out_dims: dict[str, int] = {}
         self.shared_dim: int | None = None
@@ -63,8 +63,8 @@ class Architecture(nn.Module):
 
 
 @dataclass
-class SharedEncoding:
-    """What the shared layer computed for a batch.
+class BottomEncoding:
+    """What a :class:`BottomLayer` computed for a batch.
 
     Shape:
         vector: [B, out_dim]; tokens: [B, 1 + T, d_model] and pad: [B, 1 + T] (True =
@@ -76,8 +76,12 @@ class SharedEncoding:
     pad: Tensor | None = None
 
 
-class SharedLayer(nn.Module):
-    """The task-shared layer: an MLP on ``x`` or a Transformer over feature tokens + MLP.
+class BottomLayer(nn.Module):
+    """The bottom of a network: an MLP on ``x``, or a Transformer over feature tokens + MLP.
+
+    Shared when one instance serves every task (shared_bottom, omoe, mmoe, ple); one per
+    task in ESMM, where each task has a bottom of its own. Its settings are ``model.shared``
+    either way.
 
     Args:
         layout: Where the fields sit in ``x``.
@@ -99,12 +103,12 @@ class SharedLayer(nn.Module):
         self.mlp = MLP(width, cfg.hidden if with_mlp else [], cfg.dropout)
         self.out_dim = self.mlp.out_dim
 
-    def encode(self, x: Tensor, user_only: bool = False) -> SharedEncoding:
+    def encode(self, x: Tensor, user_only: bool = False) -> BottomEncoding:
         """The output vector and, for a Transformer, the encoded tokens and their mask."""
         if self.encoder is None:
-            return SharedEncoding(self.mlp(x))
+            return BottomEncoding(self.mlp(x))
         tokens, pad = self.encoder.tokens(x, user_only)
-        return SharedEncoding(self.mlp(self.encoder.pool(tokens, pad)), tokens, pad)
+        return BottomEncoding(self.mlp(self.encoder.pool(tokens, pad)), tokens, pad)
 
     def forward(self, x: Tensor, user_only: bool = False) -> Tensor:
         return self.encode(x, user_only).vector
@@ -113,11 +117,12 @@ class SharedLayer(nn.Module):
 def build_towers(ctx: ArchContext, in_dim: int) -> nn.ModuleDict:
     """One :class:`TaskTower` per task reading ``in_dim`` wide inputs.
 
-    With ``model.tower.type = "transformer"`` each tower also attends over the shared
-    layer's tokens with its own query, which needs a Transformer shared layer.
+    With ``model.tower.type = "transformer"`` each tower also attends over the bottom
+    layer's tokens with its own query, which needs a Transformer bottom
+    (``model.shared.type = "transformer"``).
 
     Raises:
-        MtrsUserError: Transformer towers over an MLP shared layer.
+        MtrsUserError: Transformer towers over an MLP bottom.
     """
     cfg = ctx.cfg
     if cfg.tower.type == "transformer" and cfg.shared.type != "transformer":

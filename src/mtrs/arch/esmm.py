@@ -10,7 +10,7 @@ from mtrs.arch.base import (
     ArchContext,
     Architecture,
     ArchOutput,
-    SharedLayer,
+    BottomLayer,
     build_towers,
     tower_widths,
 )
@@ -19,13 +19,13 @@ from mtrs.layers.task_attention import TaskTower
 
 
 class TaskBranch(nn.Module):
-    """One task's own network: a bottom (MLP or Transformer) and its tower.
+    """One task's own network: its own :class:`BottomLayer` (MLP or Transformer) and tower.
 
     Shape:
         x [B, d] → [B, tower.out_dim].
     """
 
-    def __init__(self, bottom: SharedLayer, tower: TaskTower) -> None:
+    def __init__(self, bottom: BottomLayer, tower: TaskTower) -> None:
         super().__init__()
         self.bottom = bottom
         self.tower = tower
@@ -42,11 +42,11 @@ class ESMM(Architecture):
 
     "Entire Space Multi-Task Model: An Effective Approach for Estimating Post-Click
     Conversion Rate". As in the paper, the tasks share only the feature embeddings: each
-    task has its own bottom (an MLP of widths ``model.shared.hidden``, or its own Transformer
-    over the feature tokens) and its own tower. What makes it ESMM is the funnel declared in
-    ``[[relations]]`` (e.g. click → purchase): ``requires_relation = "esmm"`` makes the
-    trainer learn the child only through p(parent ∧ child) = p(parent)·p(child | parent) on
-    every impression; the child gets no direct loss.
+    task has its own :class:`BottomLayer` (an MLP of widths ``model.shared.hidden``, or its
+    own Transformer over the feature tokens) and its own tower. What makes it ESMM is the
+    funnel declared in ``[[relations]]`` (e.g. click → purchase): ``requires_relation =
+    "esmm"`` makes the trainer learn the child only through p(parent ∧ child) =
+    p(parent)·p(child | parent) on every impression; the child gets no direct loss.
 
     There is no shared layer, so ``shared_dim`` is None and the design's λ·L_shared
     objectives have no Z to act on: no auxiliary objective is built. The embeddings are the
@@ -57,7 +57,7 @@ class ESMM(Architecture):
 
     def __init__(self, ctx: ArchContext) -> None:
         super().__init__()
-        bottoms = {t: SharedLayer(ctx.layout, ctx.cfg.shared) for t in ctx.task_names}
+        bottoms = {t: BottomLayer(ctx.layout, ctx.cfg.shared) for t in ctx.task_names}
         towers = build_towers(ctx, next(iter(bottoms.values())).out_dim)
         self.branches = nn.ModuleDict(
             {t: TaskBranch(b, cast(TaskTower, towers[t])) for t, b in bottoms.items()}

@@ -11,7 +11,7 @@ from mtrs.arch.base import (
     ArchContext,
     Architecture,
     ArchOutput,
-    SharedLayer,
+    BottomLayer,
     build_towers,
     tower_widths,
 )
@@ -108,7 +108,7 @@ class PLE(Architecture):
     def __init__(self, ctx: ArchContext) -> None:
         super().__init__()
         cfg = ctx.cfg
-        self.input = SharedLayer(ctx.layout, cfg.shared, with_mlp=False)
+        self.input = BottomLayer(ctx.layout, cfg.shared, with_mlp=False)
         self.names = list(ctx.task_names)
         width = self.input.out_dim
         levels = []

@@ -8,7 +8,7 @@ from mtrs.arch.base import (
     ArchContext,
     Architecture,
     ArchOutput,
-    SharedLayer,
+    BottomLayer,
     build_towers,
     tower_widths,
 )
@@ -19,15 +19,15 @@ from mtrs.arch.registry import register
 class SharedBottom(Architecture):
     """Soft parallel sharing through a common bottom (Caruana, Machine Learning 1997).
 
-    The design's soft-parallel flow: input → task-shared layer (MLP or Transformer) → a
-    task-specific tower per task. Z, the shared layer's output, feeds every tower. With
-    Transformer towers (``model.tower.type = "transformer"``) each tower also attends over
-    the shared layer's token outputs with its own learned query token.
+    The design's soft-parallel flow: input → one :class:`BottomLayer` shared by every task
+    (MLP or Transformer) → a task-specific tower per task. Z, the shared layer's output,
+    feeds every tower. With Transformer towers (``model.tower.type = "transformer"``) each
+    tower also attends over the shared layer's token outputs with its own learned query token.
     """
 
     def __init__(self, ctx: ArchContext) -> None:
         super().__init__()
-        self.shared = SharedLayer(ctx.layout, ctx.cfg.shared)
+        self.shared = BottomLayer(ctx.layout, ctx.cfg.shared)
         self.towers = build_towers(ctx, self.shared.out_dim)
         self.out_dims = tower_widths(self.towers)
         self.shared_dim = self.shared.out_dim

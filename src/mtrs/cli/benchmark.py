@@ -27,24 +27,42 @@ def movielens_100k(
         str | None,
         typer.Option(help="Comma-separated architectures (default: every registered one)."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 3).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default 6).")] = None,
     negatives: Annotated[int, typer.Option(help="Sampled non-interactions per rating.")] = 4,
     max_users: Annotated[
         int | None, typer.Option(help="Use only this many users (quick runs).")
     ] = None,
+    baselines: Annotated[
+        str,
+        typer.Option(help="Non-neural baselines, comma-separated (item_knn, ease, als) or none."),
+    ] = "item_knn,ease,als",
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
 ) -> None:
     """Train every architecture for several seeds on MovieLens-100K; write results and plots."""
-    from mtrs.bench.movielens import resolve_architectures, run_benchmark
-    from mtrs.bench.report import rich_tables
+    from mtrs.baselines import BASELINES
     from mtrs.datasets.movielens import fetch_movielens_100k
+    from mtrs.errors import MtrsUserError
+    from mtrs.experiments.movielens import resolve_architectures, rich_tables, run_benchmark
 
     names = [a.strip() for a in architectures.split(",") if a.strip()] if architectures else None
     resolve_architectures(names)  # a bad name fails before any download or training
+    chosen = [b.strip() for b in baselines.split(",") if b.strip() and b.strip() != "none"]
+    for b in chosen:
+        if b not in BASELINES:
+            known = ", ".join(BASELINES)
+            raise MtrsUserError(f"--baselines: unknown baseline '{b}' (known: {known}, none)")
     source = data_dir if data_dir is not None else fetch_movielens_100k()
     progress = err_console if as_json else console
     result = run_benchmark(
-        source, out, seeds, names, epochs, negatives, max_users=max_users, console=progress
+        source,
+        out,
+        seeds,
+        names,
+        epochs,
+        negatives,
+        max_users=max_users,
+        baselines=chosen,
+        console=progress,
     )
     if as_json:
         print_json(result.results)

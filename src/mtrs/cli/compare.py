@@ -9,11 +9,12 @@ import typer
 
 from mtrs.arch.registry import get_architecture
 from mtrs.cli.output import console, print_json
-from mtrs.compare.report import write_comparison
-from mtrs.compare.runner import CompareSpec, RunRecord, run_comparison
-from mtrs.compare.summary import markdown_table, summarise
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
+from mtrs.experiments.aggregate import aggregate
+from mtrs.experiments.compare import comparison_markdown, run_comparison, write_comparison
+from mtrs.experiments.grid import Grid
+from mtrs.experiments.record import RunRecord
 
 
 def parse_lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -50,7 +51,7 @@ def compare(
     if seeds < 1:
         raise MtrsUserError("--seeds: must be at least 1")
     cfg.train.progress = False
-    spec = CompareSpec(names, seeds, parse_lambdas(lambdas))
+    grid = Grid(names, seeds, parse_lambdas(lambdas))
 
     def progress(rec: RunRecord) -> None:
         main = next(iter(rec.metrics.values()), {})
@@ -61,14 +62,14 @@ def compare(
                 f"{first[0]} {first[1]:.4f}  ({rec.train_seconds:.1f} s)"
             )
 
-    records, skipped = run_comparison(cfg, spec, on_run=progress)
+    records, skipped = run_comparison(cfg, grid, on_run=progress)
     if not records:
         raise MtrsUserError(f"{config}: no architecture could run ({'; '.join(skipped.values())})")
     write_comparison(records, skipped, out, f"mtrs compare — {config}")
     if as_json:
-        print_json({"summary": summarise(records), "skipped": skipped})
+        print_json({"summary": aggregate(records), "skipped": skipped})
         return
-    console.print(markdown_table(summarise(records), skipped))
+    console.print(comparison_markdown(records, skipped), markup=False, highlight=False)
     console.print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'report.html'}")
 
 

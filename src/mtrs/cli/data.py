@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mtrs.cli.output import console
-from mtrs.data import synth
+from mtrs.datasets import synth
+from mtrs.datasets.quickstart import write_synth
 from mtrs.errors import MtrsUserError
 
 data_app = typer.Typer(help="Generate data.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Public datasets.", no_args_is_help=True)
-
-
-def quickstart_config_text(fmt: str = "csv") -> str:
-    """The packaged quickstart config, pointing at tables with the given suffix."""
-    text = resources.files("mtrs").joinpath("configs/quickstart.toml").read_text("utf-8")
-    return text.replace(".csv", f".{fmt}")
-
-
-def write_synth(out: Path, spec: synth.SynthSpec, fmt: str = "csv") -> Path:
-    """Write the synthetic tables, truth and a ready config ``mtrs.toml``; returns the config."""
-    synth.write(synth.generate(spec), out, fmt=fmt)  # type: ignore[arg-type]
-    config = out / "mtrs.toml"
-    config.write_text(quickstart_config_text(fmt), encoding="utf-8")
-    return config
 
 
 @data_app.command("synth")
@@ -59,3 +45,25 @@ def fetch(
 
     path = fetch_movielens_100k(directory)
     console.print(f"MovieLens-100K ready at {path}")
+
+
+@datasets_app.command("export")
+def export(
+    name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the tables and mtrs.toml.")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Directory with u.data, u.item, u.user (default: fetch)."),
+    ] = None,
+    negatives: Annotated[int, typer.Option(help="Sampled non-interactions per rating.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
+) -> None:
+    """Write the MovieLens benchmark job (tables + mtrs.toml) for train, tune and compare."""
+    if name != "movielens-100k":
+        raise MtrsUserError(f"unknown dataset '{name}' (known: movielens-100k)")
+    from mtrs.datasets.movielens import fetch_movielens_100k, load_movielens_100k
+    from mtrs.datasets.movielens_job import write_movielens_job
+
+    source = data_dir if data_dir is not None else fetch_movielens_100k()
+    config = write_movielens_job(load_movielens_100k(source), out, negatives, seed)
+    console.print(f"wrote the MovieLens-100K job to {out}; config: {config}", markup=False)

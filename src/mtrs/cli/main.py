@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from rich.text import Text
 
 from mtrs.cli import data, models, quickstart
 from mtrs.cli.output import err_console
@@ -26,7 +26,7 @@ app.add_typer(data.datasets_app, name="datasets")
 
 def _register_optional() -> None:
     # Command groups that live in modules of their own (comparison, benchmarks, serving).
-    for module in ("mtrs.cli.compare", "mtrs.cli.benchmark", "mtrs.cli.serve"):
+    for module in ("mtrs.cli.compare", "mtrs.cli.benchmark", "mtrs.cli.tune", "mtrs.cli.serve"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as err:
@@ -44,17 +44,22 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except MtrsUserError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # Text, not markup: user text such as "[/x]" or "[[tasks]]" is printed literally.
+        message = Text.assemble(("error:", "bold red"), " ", str(err))
+        err_console.print(message, highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.UsageError as err:
-        err.show()
-        return 2
-    except click.exceptions.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
+    except typer.TyperException as err:
+        # Usage errors (bad option value, unknown command, missing option) and the like:
+        # typer's own exception classes, shown as typer shows them (one line plus usage).
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"error: {err.format_message()}", markup=False, highlight=False)
+        return int(getattr(err, "exit_code", 2))
     return result if isinstance(result, int) else 0
 
 

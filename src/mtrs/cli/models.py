@@ -11,15 +11,10 @@ from rich.table import Table
 from mtrs.artifact import load_model, save_job
 from mtrs.cli.output import console, fmt, metrics_table, print_json
 from mtrs.config.load import load_config
-from mtrs.data.batch import Batch
-from mtrs.data.split import TEST
-from mtrs.data.stream import use_streaming
 from mtrs.errors import MtrsUserError
-from mtrs.eval.evaluator import evaluate as evaluate_split
-from mtrs.jsonio import write_json
-from mtrs.pipeline import prepare, run_job
+from mtrs.job import run_job
 from mtrs.recommend.recommender import Recommendation
-from mtrs.streaming import streamed_test_rows
+from mtrs.rescore import rescore
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
@@ -85,25 +80,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Re-score a saved model on its test split; rewrites MODEL_DIR/metrics.json."""
-    m = load_model(model_dir)
-    if use_streaming(m.cfg):
-        # A log too big for memory is re-read in chunks, as in training.
-        test: Batch | None = streamed_test_rows(m.cfg, m.processor)
-    else:
-        test = prepare(m.cfg, processor=m.processor).part(TEST)
-    if test is None or len(test) == 0:
-        raise MtrsUserError(f"{model_dir}: the config's split leaves no test rows to evaluate")
-    metrics = evaluate_split(m.model, test, m.tasks, m.relations, m.cfg.train.eval_batch_size)
-    doc = dict(m.metrics)
-    doc["tasks"] = metrics
-    write_json(Path(model_dir) / "metrics.json", doc)
-    from mtrs.artifact import write_manifest
-
-    write_manifest(Path(model_dir))
+    doc = rescore(model_dir)
     if as_json:
         print_json(doc)
         return
-    console.print(metrics_table(f"test metrics — {model_dir}", {"test": metrics}))
+    console.print(metrics_table(f"test metrics — {model_dir}", {"test": doc["tasks"]}))
 
 
 def print_recommendation(rec: Recommendation) -> None:

@@ -10,14 +10,13 @@ import pandas as pd
 import typer
 
 from mtrs.artifact import load_model, save_job
-from mtrs.cli.data import write_synth
 from mtrs.cli.models import print_recommendation
 from mtrs.cli.output import console, metrics_table
 from mtrs.config.load import load_config
-from mtrs.data.split import TEST
-from mtrs.data.synth import SynthSpec
-from mtrs.eval.metrics import auc
-from mtrs.pipeline import Job, prepare, run_job
+from mtrs.datasets.quickstart import oracle_metrics, write_synth
+from mtrs.datasets.synth import SynthSpec
+from mtrs.job import Job, run_job
+from mtrs.prepare import prepare
 from mtrs.report.html import Report
 from mtrs.report.plots import metric_bars, training_curves
 
@@ -25,20 +24,6 @@ ARCHITECTURES = {
     "single": "hard parallel (single)",
     "shared_bottom": "soft parallel (shared bottom)",
 }
-
-
-def oracle_metrics(job: Job, truth: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """AUC of the true probabilities on the test split: the best any model can reach."""
-    frame = job.prepared.frame[job.prepared.split == TEST]
-    t = truth.set_index("event_id").loc[frame["event_id"].to_numpy()]
-    click = frame["click"].to_numpy()
-    bought = frame["purchase"].to_numpy()
-    clicked = click == 1
-    return {
-        "click": {"auc": auc(click, t["p_click"].to_numpy())},
-        "purchase": {"auc": auc(bought[clicked], t["p_purchase"].to_numpy()[clicked])},
-        "click_purchase": {"auc": auc(bought, (t["p_click"] * t["p_purchase"]).to_numpy())},
-    }
 
 
 def write_report(out: Path, jobs: dict[str, Job], oracle: dict[str, dict[str, float]]) -> Path:
@@ -140,8 +125,7 @@ def quickstart(
     console.print(f"[bold]3.[/] report: {report}")
     model = load_model(out / "models" / "shared_bottom")
     rec = model.recommender()
-    frame = prepared.frame
-    counts = frame.groupby("user_id").size().sort_values(ascending=False)
+    counts = prepared.in_memory().frame.groupby("user_id").size().sort_values(ascending=False)
     picks = [counts.index[0], counts.index[len(counts) // 2], counts.index[-1]]
     console.print(
         "[bold]4.[/] lists from the shared-bottom model (merge: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +53,7 @@ class FeatureConfig(StrictModel):
     embedding_dim: int | None = Field(default=None, ge=1)
     min_count: int = Field(default=1, ge=1)
     hash_buckets: int = Field(default=0, ge=0)
+    oov_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     log1p: bool = False
     separator: str = "|"
     max_length: int = Field(default=20, ge=1)
@@ -178,6 +179,8 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(default=1024, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(default=1e-3, gt=0.0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     early_stop: str | None = None
     patience: int = Field(default=2, ge=0)
@@ -223,6 +226,45 @@ class RecommendConfig(StrictModel):
     chunk_size: int = Field(default=4096, ge=1)
 
 
+class SearchDimension(StrictModel):
+    """One dimension of a hyper-parameter search: a range (``low``/``high``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchDimension:
+        ranged = self.low is not None and self.high is not None
+        if ranged == (self.choices is not None):
+            raise ValueError("give either low and high, or choices")
+        if ranged and not self.low < self.high:  # type: ignore[operator]
+            raise ValueError("low must be below high")
+        if self.log and ranged and self.low <= 0:  # type: ignore[operator]
+            raise ValueError("a log range needs low > 0")
+        if self.choices is not None and not self.choices:
+            raise ValueError("choices must not be empty")
+        return self
+
+
+class TuneConfig(StrictModel):
+    """``mtrs tune``: the validation metric to optimise and the space to search.
+
+    ``metric`` is ``"<task>/<metric>"`` (the validation split at the kept epoch) or a ranking
+    metric ``"<list>/<metric>@<k>"`` over the validation period (``merged`` being the merge
+    fitted on it), with ``relevant`` naming the column whose 1s are relevant.
+    """
+
+    metric: str | None = None
+    relevant: str | None = None
+    trials: int = Field(default=20, ge=1)
+    seed: int = 0
+    pruning: bool = True
+    space: dict[str, SearchDimension] = Field(default_factory=dict)
+
+
 class JobConfig(StrictModel):
     """A whole job: data, features, tasks, model, training, split and recommendation."""
 
@@ -234,6 +276,7 @@ class JobConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobConfig:

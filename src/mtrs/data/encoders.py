@@ -10,6 +10,8 @@ import pandas as pd
 
 PAD, OOV = 0, 1
 _HASH_KEY = "mtrs-hash-key-01"
+# (count, mean, sum of squared deviations) of a numeric column.
+Moments = tuple[float, float, float]
 
 
 def as_keys(col: pd.Series) -> pd.Series:
@@ -138,7 +140,7 @@ class Scaler:
         return cls(float(d["mean"]), float(d["std"]), bool(d["log1p"]))
 
 
-def moments(values: np.ndarray, log1p: bool = False) -> tuple[float, float, float]:
+def moments(values: np.ndarray, log1p: bool = False) -> Moments:
     """``(count, mean, sum of squared deviations)`` of the finite values (after log1p)."""
     v = np.asarray(values, dtype=np.float64)
     if log1p:
@@ -150,12 +152,18 @@ def moments(values: np.ndarray, log1p: bool = False) -> tuple[float, float, floa
     return float(len(v)), mean, float(((v - mean) ** 2).sum())
 
 
-def merge_moments(
-    a: tuple[float, float, float], b: tuple[float, float, float]
-) -> tuple[float, float, float]:
-    """Moments of two parts combined (Chan et al.'s parallel update)."""
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Moments of two parts combined (Chan et al.'s parallel update).
+
+    An empty part leaves the other exactly as it is, so one chunk fits bit for bit what the
+    whole column fits.
+    """
     na, ma, qa = a
     nb, mb, qb = b
+    if na == 0:
+        return b
+    if nb == 0:
+        return a
     n = na + nb
     if n == 0:
         return 0.0, 0.0, 0.0
@@ -192,3 +200,27 @@ def multi_hot_tokens(col: pd.Series, separator: str) -> pd.Series:
     """The non-empty tokens of a separator-joined column, as string keys."""
     tokens = col.dropna().astype(str).str.split(separator, regex=False).explode()
     return tokens[tokens.str.len() > 0].astype("string")
+
+
+class KeyIndex:
+    """Raw ids → dense codes in order of first appearance, grown chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.index = pd.Index([], dtype=object)
+
+    def codes(self, values: pd.Series) -> np.ndarray:
+        """Codes of ``values``, adding ids not seen before."""
+        keys = pd.Index(as_keys(values).astype(object), dtype=object)
+        idx = self.index.get_indexer(keys)
+        if (idx < 0).any():
+            fresh = pd.unique(keys[idx < 0].to_numpy())
+            self.index = self.index.append(pd.Index(fresh, dtype=object))
+            idx = self.index.get_indexer(keys)
+        return idx.astype(np.int64)
+
+    def keys(self) -> list[str]:
+        """The ids as strings, in code order."""
+        return [str(k) for k in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)

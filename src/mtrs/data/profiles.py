@@ -9,7 +9,7 @@ import torch
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
 from mtrs.data.encoders import as_keys
-from mtrs.data.split import TEST, TRAIN, VALID
+from mtrs.data.split import fraction_split, hash_uniform
 
 
 def user_folds(user_ids: pd.Series, cfg: JobConfig) -> np.ndarray:
@@ -19,13 +19,7 @@ def user_folds(user_ids: pd.Series, cfg: JobConfig) -> np.ndarray:
     and every chunk puts a user in the same fold.
     """
     keys = as_keys(user_ids).fillna("").astype(str).to_numpy(dtype=object)
-    h = pd.util.hash_array(keys, hash_key=f"mtrs-fold{cfg.split.seed:07d}"[:16], categorize=True)
-    u = (h >> np.uint64(11)).astype(np.float64) / float(2**53)
-    s = cfg.split
-    fold = np.where(
-        u < s.test_fraction, TEST, np.where(u < s.test_fraction + s.valid_fraction, VALID, TRAIN)
-    )
-    return fold.astype(np.int8)
+    return fraction_split(hash_uniform(keys, f"mtrs-fold{cfg.split.seed:07d}"[:16]), cfg.split)
 
 
 def hold_out_profiles(full: Batch, user_ids: pd.Series, split: np.ndarray, cfg: JobConfig) -> None:

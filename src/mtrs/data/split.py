@@ -6,10 +6,38 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mtrs.config.models import SplitConfig
 
 TRAIN, VALID, TEST = 0, 1, 2
+
+
+def hash_uniform(values: np.ndarray, key: str) -> np.ndarray:
+    """A seeded, stable hash of each value mapped to [0, 1): the same value, the same number.
+
+    Decisions drawn this way (a row's split when streaming, a user's profiling fold, the
+    evaluation sample) come out the same in every chunk and on every code path.
+
+    Args:
+        values: Integers or strings (an object array).
+        key: Exactly 16 characters; the seed is part of it.
+    """
+    h = pd.util.hash_array(values, hash_key=key, categorize=values.dtype == object)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def fraction_split(u: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    """TEST below ``test_fraction``, VALID below that plus ``valid_fraction``, else TRAIN.
+
+    Args:
+        u: One uniform draw in [0, 1) per row (or per unit).
+    """
+    return np.where(
+        u < cfg.test_fraction,
+        TEST,
+        np.where(u < cfg.test_fraction + cfg.valid_fraction, VALID, TRAIN),
+    ).astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -24,12 +52,7 @@ class SplitInput:
 def _random(x: SplitInput, cfg: SplitConfig) -> np.ndarray:
     units, inverse = np.unique(x.unit, return_inverse=True)
     u = np.random.default_rng(cfg.seed).random(len(units))
-    part = np.where(
-        u < cfg.test_fraction,
-        TEST,
-        np.where(u < cfg.test_fraction + cfg.valid_fraction, VALID, TRAIN),
-    )
-    return part[inverse].astype(np.int8)
+    return fraction_split(u, cfg)[inverse]
 
 
 def _temporal(x: SplitInput, cfg: SplitConfig) -> np.ndarray:

@@ -95,3 +95,27 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
                     f"{where}: binary task '{t.name}' label column '{t.label}' has value "
                     f"'{col.iloc[row]}' at data row {row + 1} (expected 0, 1 or empty)"
                 )
+
+
+def parse_times(df: pd.DataFrame, data: DataConfig) -> pd.Series:
+    """The time column as numbers: numeric as it is, dates as Unix seconds.
+
+    Raises:
+        MtrsUserError: A column that is neither numeric nor dates.
+    """
+    col = df[data.time_col]
+    if pd.api.types.is_numeric_dtype(col):
+        return col
+    try:
+        return pd.to_datetime(col).astype("int64") // 10**9
+    except (ValueError, TypeError):
+        raise MtrsUserError(
+            f"{data.interactions}: time column '{data.time_col}' is neither numeric nor a date"
+        ) from None
+
+
+def check_unit(df: pd.DataFrame, cfg: JobConfig) -> None:
+    """``split.unit``, when set, must name a column of the merged rows."""
+    unit = cfg.split.unit
+    if unit is not None and unit not in df.columns:
+        raise MtrsUserError(f"{cfg.data.interactions}: split.unit column '{unit}' not found")

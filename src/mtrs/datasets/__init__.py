@@ -1,4 +1,4 @@
-"""Public datasets turned into mtrs tables: MovieLens 100K."""
+"""Data sets for mtrs: MovieLens 100K and the synthetic log that knows its ground truth."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from mtrs.datasets.movielens import (
     load_movielens_100k,
     write_tables,
 )
+from mtrs.datasets.movielens_job import movielens_config, movielens_tables
+from mtrs.datasets.quickstart import oracle_metrics, write_synth
+from mtrs.datasets.synth import SynthData, SynthSpec, generate
 
 __all__ = [
     "AGE_GROUPS",
@@ -23,9 +26,16 @@ __all__ = [
     "OFFICIAL_URL",
     "MovieLens100K",
     "MultitaskTables",
+    "SynthData",
+    "SynthSpec",
     "age_group",
     "build_multitask_tables",
     "fetch_movielens_100k",
+    "generate",
     "load_movielens_100k",
+    "movielens_config",
+    "movielens_tables",
+    "oracle_metrics",
+    "write_synth",
     "write_tables",
 ]

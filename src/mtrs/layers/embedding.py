@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mtrs.config.models import FeatureConfig, ModelConfig
 from mtrs.data.batch import Batch
+from mtrs.data.encoders import OOV, PAD
 from mtrs.data.processor import FittedProcessor
 from mtrs.layers.row_gather import gather_rows
 from mtrs.layers.sequence import SequenceTransformer, TargetAttention, masked_mean
@@ -89,6 +90,7 @@ class FeatureEmbedding(nn.Module):
 
     keep_user: Tensor
     keep_dot_user: Tensor
+    oov_rates: Tensor
     pair_rows: Tensor
     pair_cols: Tensor
 
@@ -117,6 +119,12 @@ class FeatureEmbedding(nn.Module):
                 for f in proc.multi_hot
             }
         )
+        # Training-time id dropout to the OOV code (its vector is the cold-start fallback).
+        rates = [f.oov_rate for f in cats]
+        self.register_buffer(
+            "oov_rates", torch.tensor(rates, dtype=torch.float32), persistent=False
+        )
+        self.any_oov = any(r > 0 for r in rates)
         self.hist_features: list[FeatureConfig] = proc.histories
         seq = cfg.sequence
         self.attn = nn.ModuleDict()
@@ -216,8 +224,12 @@ class FeatureEmbedding(nn.Module):
     def forward(self, batch: Batch, user_only: bool = False) -> Tensor:
         parts: list[Tensor] = []
         dots: list[Tensor] = []
+        cat = batch.cat
+        if self.training and self.any_oov:
+            drop = (torch.rand(cat.shape, device=cat.device) < self.oov_rates) & (cat != PAD)
+            cat = torch.where(drop, torch.full_like(cat, OOV), cat)
         for cols, table in zip(self.cat_groups, self.tables, strict=True):
-            codes = batch.cat[:, cols] if len(cols) != batch.cat.shape[1] else batch.cat
+            codes = cat[:, cols] if len(cols) != cat.shape[1] else cat
             e = table(codes)
             if e.shape[-1] == self.dot_dim:
                 dots.append(e)

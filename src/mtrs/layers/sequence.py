@@ -76,8 +76,9 @@ class SequenceTransformer(nn.Module):
         h = seq + self.position(pos).unsqueeze(0)
         if self.gap is not None and gaps is not None:
             h = h + self.gap(gaps.unsqueeze(-1))
-        # Rows with an empty history would make attention all-masked (NaN): let them attend
-        # to position 0 and zero the result afterwards.
+        # Rows with an empty history would make attention all-masked (NaN, on the fused
+        # inference path): let them attend to their last position and zero the result
+        # afterwards.
         empty = ~mask.any(1)
         pad = ~mask
         pad[:, -1] = pad[:, -1] & ~empty

@@ -1,8 +1,11 @@
-"""What serving needs from the log: encoded items, users' latest state, seen items, popularity."""
+"""What serving needs from the log: encoded items, users' latest state, seen items, popularity.
+
+One builder gathers it chunk by chunk (:class:`CatalogBuilder`); a log in memory is one chunk.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,11 +14,11 @@ import torch
 from torch import Tensor
 
 from mtrs.data.batch import Batch
-from mtrs.data.encoders import as_keys
-from mtrs.data.history import latest_history
-from mtrs.data.processor import GAP_SCALE_SECONDS, FittedProcessor, HistoryInput
+from mtrs.data.encoders import KeyIndex, Moments, as_keys, merge_moments, moments
+from mtrs.data.history import HistoryBuilder, HistoryInput, source_mask
+from mtrs.data.labels import label_values
+from mtrs.data.processor import FittedProcessor
 
-ITEM_GROUPS = ("item",)
 CONTEXT_GROUPS = ("context",)
 
 
@@ -55,7 +58,10 @@ class Catalog:
         item_ids, user_ids: Raw ids as strings, in row order of ``items`` and ``users``.
         items: Encoded item rows (item-group columns are what matter).
         users: Each user's latest encoded row, with the latest history.
-        context: One encoded row of default context (most frequent values).
+        Items and users are in the order of their last event in the log (then the items of
+        the items table that no event names).
+        context: One encoded row of default context (the most frequent value of each
+            categorical context feature, the mean of each numeric one).
         seen_ptr, seen_idx: CSR rows of item positions each user already interacted with.
         popularity: Per task (and ``"_all"``), the item's positive count in training.
     """
@@ -124,105 +130,175 @@ class Catalog:
         )
 
 
+def _latest(df: pd.DataFrame) -> pd.DataFrame:
+    """The last row of every ``_code``."""
+    return df.drop_duplicates("_code", keep="last")
+
+
+@dataclass
+class CatalogBuilder:
+    """What serving needs, gathered chunk by chunk: latest rows, seen items, popularity.
+
+    Args:
+        proc: The fitted processor.
+    """
+
+    proc: FittedProcessor
+    items: KeyIndex = field(default_factory=KeyIndex)
+    user_rows: list[pd.DataFrame] = field(default_factory=list)
+    item_rows: list[pd.DataFrame] = field(default_factory=list)
+    pair_parts: list[np.ndarray] = field(default_factory=list)
+    popularity: dict[str, np.ndarray] = field(default_factory=dict)
+    context_counts: dict[str, pd.Series] = field(default_factory=dict)
+    context_moments: dict[str, Moments] = field(default_factory=dict)
+
+    def _grow(self, name: str, values: np.ndarray, weights: np.ndarray) -> None:
+        counts = np.bincount(values, weights=weights, minlength=len(self.items))
+        old = self.popularity.get(name, np.zeros(0))
+        out = np.zeros(len(self.items))
+        out[: len(old)] += old
+        out[: len(counts)] += counts
+        self.popularity[name] = out
+
+    def add(self, frame: pd.DataFrame, user: np.ndarray, count: np.ndarray, start: int) -> None:
+        """Fold one chunk in.
+
+        Args:
+            frame: The chunk's merged rows, in time order after every earlier chunk.
+            user: The rows' user codes (the same codes the history builder got).
+            count: Rows whose positives count towards popularity (the training rows).
+            start: The global row number of the chunk's first row.
+        """
+        d = self.proc.cfg.data
+        item = self.items.codes(frame[d.item_col])
+        row = np.arange(start, start + len(frame), dtype=np.int64)
+        self.user_rows.append(_latest(frame.assign(_code=user, _row=row)))
+        self.item_rows.append(_latest(frame.assign(_code=item, _row=row)))
+        if sum(len(f) for f in self.user_rows) > 4 * max(len(self.user_rows[0]), 1):
+            self.user_rows = [_latest(pd.concat(self.user_rows))]
+            self.item_rows = [_latest(pd.concat(self.item_rows))]
+        hist = self.proc.histories
+        src = source_mask(frame, hist[0]) if hist else np.ones(len(frame), dtype=bool)
+        self.pair_parts.append(np.unique((user[src] << 32) | item[src]))
+        if sum(len(p) for p in self.pair_parts) > 2 * len(self.pair_parts[0]) + 2**20:
+            self.pair_parts = [self._pairs()]
+        self._grow("_all", item, (count & src).astype(np.float64))
+        for t in self.proc.tasks:
+            if t.config.type == "binary" and t.config.scope == "event":
+                w = np.nan_to_num(label_values(frame[t.config.label], t.config))
+                self._grow(t.config.name, item, w * count)
+        for f in self.proc.cfg.features:
+            if f.group in CONTEXT_GROUPS and f.kind != "history":
+                col = frame[f.source_column]
+                if f.kind == "numeric":
+                    m = moments(col.to_numpy(np.float64))
+                    old = self.context_moments.get(f.name, (0.0, 0.0, 0.0))
+                    self.context_moments[f.name] = merge_moments(old, m)
+                else:
+                    vc = col.value_counts()
+                    prev = self.context_counts.get(f.name)
+                    self.context_counts[f.name] = vc if prev is None else prev.add(vc, fill_value=0)
+
+    def _pairs(self) -> np.ndarray:
+        """Distinct (user code << 32 | item code) of the source events so far, sorted."""
+        if not self.pair_parts:
+            return np.zeros(0, np.int64)
+        return np.unique(np.concatenate(self.pair_parts))
+
+    def _context_row(self, template: pd.DataFrame) -> pd.DataFrame:
+        """One row of default context: the most frequent value, or the mean of a number.
+
+        The mean rather than the median: it is exact over a streamed log, chunk by chunk.
+        """
+        row = template.iloc[:1].copy()
+        for f in self.proc.cfg.features:
+            if f.group in CONTEXT_GROUPS and f.kind != "history":
+                if f.kind == "numeric":
+                    row[f.source_column] = self.context_moments[f.name][1]
+                else:
+                    vc = self.context_counts[f.name]
+                    row[f.source_column] = vc[vc == vc.max()].sort_index().index[0]
+        return row
+
+    def finish(
+        self, user_keys: list[str], latest: HistoryInput, items_table: pd.DataFrame | None
+    ) -> Catalog:
+        """The serving catalog.
+
+        Args:
+            user_keys: Raw user ids in user-code order.
+            latest: Every user's latest history, rows in user-code order.
+            items_table: The items table, so items never shown in the log are candidates too.
+        """
+        d = self.proc.cfg.data
+        proc = self.proc
+        users = _latest(pd.concat(self.user_rows)).sort_values("_row")
+        user_order = users["_code"].to_numpy()
+        user_frame = users.drop(columns=["_code", "_row"]).reset_index(drop=True)
+        items = _latest(pd.concat(self.item_rows)).sort_values("_row")
+        item_order = items["_code"].to_numpy()
+        item_frame = items.drop(columns=["_code", "_row"]).reset_index(drop=True)
+        codes = self.items.keys()
+        item_keys = [codes[c] for c in item_order]
+        if items_table is not None:
+            extra = items_table[~as_keys(items_table[d.item_col]).isin(item_keys)]
+            if len(extra):
+                item_frame = pd.concat([item_frame, extra], ignore_index=True)
+                item_keys += as_keys(extra[d.item_col]).astype(str).tolist()
+        history = HistoryInput(
+            {k: v[user_order] for k, v in latest.items.items()},
+            {k: v[user_order] for k, v in latest.values.items()},
+            {k: v[user_order] for k, v in latest.gaps.items()},
+        )
+        encoded_items = proc.encode(item_frame, HistoryInput.empty(proc.histories, len(item_frame)))
+        encoded_users = proc.encode(user_frame, history)
+        context = proc.encode(self._context_row(user_frame), HistoryInput.empty(proc.histories, 1))
+        user_pos = np.empty(len(user_keys), np.int64)
+        user_pos[user_order] = np.arange(len(user_order))
+        item_pos = np.empty(len(codes), np.int64)
+        item_pos[item_order] = np.arange(len(item_order))
+        pairs = self._pairs()
+        u = user_pos[(pairs >> 32).astype(np.int64)]
+        i = item_pos[(pairs & 0xFFFFFFFF).astype(np.int64)]
+        order = np.lexsort((i, u))
+        u, i = u[order], i[order]
+        counts = np.bincount(u, minlength=len(user_order))
+        seen_ptr = np.concatenate([[0], np.cumsum(counts)])
+        popularity = {}
+        for name, by_code in self.popularity.items():
+            pop = np.zeros(len(item_keys))
+            pop[item_pos[: len(by_code)]] = by_code
+            popularity[name] = pop
+        return Catalog(
+            item_keys,
+            [user_keys[c] for c in user_order],
+            encoded_items,
+            encoded_users,
+            context,
+            seen_ptr,
+            i,
+            popularity,
+        )
+
+
 def build_catalog(
     frame: pd.DataFrame,
-    train_mask: np.ndarray,
+    count: np.ndarray,
     proc: FittedProcessor,
     items_table: pd.DataFrame | None = None,
 ) -> Catalog:
-    """Build the serving catalog from the full (time-sorted, merged) log.
+    """The serving catalog of a log in memory (time-sorted, merged): one chunk of the builder.
 
     Args:
         frame: Every event, merged with user and item columns, in time order.
-        train_mask: Rows of the training split (popularity is counted there only).
+        count: Rows whose positives count towards popularity (e.g. the training split).
         proc: The fitted processor.
         items_table: The items table, so items never shown in the log are candidates too.
     """
-    d = proc.cfg.data
-    feats = proc.cfg.features
-    item_frame = frame.drop_duplicates(d.item_col, keep="last")
-    if items_table is not None:
-        extra = items_table[~as_keys(items_table[d.item_col]).isin(as_keys(item_frame[d.item_col]))]
-        if len(extra):
-            item_frame = pd.concat([item_frame, extra], ignore_index=True)
-    item_frame = item_frame.reset_index(drop=True)
-    item_keys = as_keys(item_frame[d.item_col]).astype(str).tolist()
-    user_frame = frame.drop_duplicates(d.user_col, keep="last").reset_index(drop=True)
-    user_keys = as_keys(user_frame[d.user_col]).astype(str).tolist()
-    empty_hist = HistoryInput(
-        {f.name: np.zeros((len(item_frame), f.max_length), np.int64) for f in proc.histories},
-        {},
-        {},
-    )
-    items = proc.encode(item_frame, history=empty_hist)
-    users = proc.encode(user_frame, history=_serving_history(frame, user_keys, proc))
-    # One row of default context: the most frequent value of every context column.
-    ctx_row = user_frame.iloc[:1].copy()
-    for f in feats:
-        if f.group in CONTEXT_GROUPS and f.kind != "history":
-            col = frame[f.source_column]
-            ctx_row[f.source_column] = col.median() if f.kind == "numeric" else col.mode().iloc[0]
-    ctx_hist = HistoryInput(
-        {f.name: np.zeros((1, f.max_length), np.int64) for f in proc.histories}, {}, {}
-    )
-    context = proc.encode(ctx_row, history=ctx_hist)
-    # Seen items per user (the items each user interacted with anywhere in the log).
-    src = _source_mask(frame, proc)
-    item_pos = pd.Index(item_keys).get_indexer(pd.Index(as_keys(frame[d.item_col]).astype(str)))
-    user_pos = pd.Index(user_keys).get_indexer(pd.Index(as_keys(frame[d.user_col]).astype(str)))
-    pairs = pd.DataFrame({"u": user_pos[src], "i": item_pos[src]}).drop_duplicates()
-    pairs = pairs.sort_values(["u", "i"])
-    counts = np.bincount(pairs["u"].to_numpy(), minlength=len(user_keys))
-    seen_ptr = np.concatenate([[0], np.cumsum(counts)])
-    popularity = {"_all": np.bincount(item_pos[train_mask & src], minlength=len(item_keys))}
-    for t in proc.tasks:
-        col = frame[t.config.label]
-        if t.config.type == "binary" and t.config.scope == "event":
-            w = np.nan_to_num(FittedProcessor.label_values(col, t.config)) * train_mask
-            popularity[t.config.name] = np.bincount(item_pos, weights=w, minlength=len(item_keys))
-    return Catalog(
-        item_keys, user_keys, items, users, context, seen_ptr, pairs["i"].to_numpy(), popularity
-    )
-
-
-def _source_mask(frame: pd.DataFrame, proc: FittedProcessor) -> np.ndarray:
-    hist = proc.histories
-    if hist and hist[0].history_filter:
-        return frame[hist[0].history_filter].to_numpy(dtype=np.float64) == 1.0
-    return np.ones(len(frame), dtype=bool)
-
-
-def _serving_history(
-    frame: pd.DataFrame, user_keys: list[str], proc: FittedProcessor
-) -> HistoryInput:
-    d = proc.cfg.data
-    user = pd.Index(user_keys).get_indexer(pd.Index(as_keys(frame[d.user_col]).astype(str)))
-    time = frame[d.time_col].to_numpy()
-    items: dict[str, np.ndarray] = {}
-    values: dict[str, np.ndarray] = {}
-    gaps: dict[str, np.ndarray] = {}
-    for f in proc.histories:
-        is_src = (
-            frame[f.history_filter].to_numpy(dtype=np.float64) == 1.0
-            if f.history_filter
-            else np.ones(len(frame), bool)
-        )
-        users, rows, valid = latest_history(user, time, is_src, f.max_length)
-        codes = proc.history_item_codes(frame, f)
-        mat = np.zeros((len(user_keys), f.max_length), np.int64)
-        mat[users] = np.where(valid, codes[rows], 0)
-        items[f.name] = mat
-        if f.history_value:
-            v = proc.scalers[f.name].transform(frame[f.history_value].to_numpy())
-            vm = np.zeros((len(user_keys), f.max_length), np.float32)
-            vm[users] = np.where(valid, v[rows], 0.0)
-            values[f.name] = vm
-        if proc.cfg.model.sequence.time_gaps:
-            # At serving time the gap is measured from the user's latest event.
-            t = pd.to_numeric(frame[d.time_col]).to_numpy(dtype=np.float64)
-            last = t[rows[:, -1]]
-            g = np.log1p(np.clip(last[:, None] - t[rows], 0, None) / GAP_SCALE_SECONDS)
-            gm = np.zeros((len(user_keys), f.max_length), np.float32)
-            gm[users] = np.where(valid, g, 0.0)
-            gaps[f.name] = gm
-    return HistoryInput(items, values, gaps)
+    users = KeyIndex()
+    codes = users.codes(frame[proc.cfg.data.user_col])
+    history = HistoryBuilder(proc)
+    history.add(frame, codes)
+    builder = CatalogBuilder(proc)
+    builder.add(frame, codes, count, 0)
+    return builder.finish(users.keys(), history.latest(len(users)), items_table)

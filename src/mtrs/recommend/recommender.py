@@ -16,8 +16,7 @@ from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import USER_SIDE
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.merge import merge, top_k
-from mtrs.tasks.relations import EsmmRelation
-from mtrs.tasks.task import Task
+from mtrs.tasks.taskset import TaskSet
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Recommender:
     Args:
         model: The trained model (eval mode is set here).
         processor: The fitted processor (feature order and groups).
-        tasks: The model's tasks; relations add derived lists (ESMM joint probability).
+        tasks: The model's tasks; their relations add derived lists (ESMM joint probability).
         catalog: Encoded items and users from the training log.
         cfg: Default k, merge strategy and weights.
     """
@@ -60,23 +59,20 @@ class Recommender:
         self,
         model: nn.Module,
         processor: FittedProcessor,
-        tasks: list[Task],
-        relations: list[EsmmRelation],
+        tasks: TaskSet,
         catalog: Catalog,
         cfg: RecommendConfig,
     ) -> None:
         self.model = model.eval()
         self.proc = processor
         self.tasks = tasks
-        self.relations = relations
         self.catalog = catalog
         self.cfg = cfg
         groups = {f.name: f.group for f in processor.cfg.features}
         self._cat_cols = self._columns([groups[f.name] for f in processor.categorical])
         self._num_cols = self._columns([groups[f.name] for f in processor.numeric])
         self._multi_groups = {f.name: f.group for f in processor.multi_hot}
-        self.list_tasks = [t.name for t in tasks if not t.user_scoped and t.type != "multiclass"]
-        self.list_tasks += [r.name for r in relations]
+        self.list_tasks = tasks.list_names
 
     @staticmethod
     def _columns(groups: list[str]) -> dict[str, list[int]]:
@@ -134,34 +130,25 @@ class Recommender:
         parts: dict[str, list[np.ndarray]] = {t: [] for t in self.list_tasks}
         chunk = self.cfg.chunk_size
         cand_t = torch.from_numpy(candidates.astype(np.int64))
-        list_tasks = [t for t in self.tasks if not t.user_scoped]
         for start in range(0, len(cand_t), chunk):
             out = self.model(self._assemble(row, cand_t[start : start + chunk]), user_tasks=False)
-            probs = {t.name: t.kind.predict(out.logits[t.name].float()) for t in list_tasks}
-            for t in list_tasks:
-                if t.name in parts:
-                    parts[t.name].append(t.to_output(probs[t.name].numpy()))
-            for r in self.relations:
-                parts[r.name].append(r.predict(probs).numpy())
+            preds = self.tasks.predict(out.logits)
+            for name in self.list_tasks:
+                parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         scores = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
         return scores, self.profile(row)
 
     @torch.no_grad()
     def profile(self, row: int) -> dict[str, Any]:
         """The user-scoped tasks' predictions (the user's predicted profile)."""
-        if not any(t.user_scoped for t in self.tasks):
+        if not self.tasks.user_tasks:
             return {}
         out = self.model(self._assemble(row, torch.zeros(1, dtype=torch.long)))
-        probs = {
-            t.name: t.kind.predict(out.logits[t.name].float()) for t in self.tasks if t.user_scoped
-        }
-        return self._profile(probs)
+        return self._profile(self.tasks.predict(out.logits))
 
     def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for t in self.tasks:
-            if not t.user_scoped:
-                continue
+        for t in self.tasks.user_tasks:
             p = probs[t.name][0]
             if t.encoding.classes is not None:
                 values = p.tolist()
@@ -200,7 +187,7 @@ class Recommender:
                     f"(tasks: {', '.join(self.list_tasks)})"
                 )
         if not weights:
-            weights = {t: 1.0 for t in self.list_tasks if self._is_probability(t)}
+            weights = {t: 1.0 for t in self.list_tasks if self.tasks.is_probability(t)}
         row = self.catalog.user_row(user_id)
         cand = self._candidates(row, candidates)
         if row is None:
@@ -228,10 +215,6 @@ class Recommender:
         return Recommendation(
             str(user_id), row is not None, lists, merged, strategy, weights, profile
         )
-
-    def _is_probability(self, name: str) -> bool:
-        by = {t.name: t for t in self.tasks}
-        return name not in by or by[name].type == "binary"
 
     def _candidates(self, row: int | None, candidates: list[str] | None) -> np.ndarray:
         n_items = len(self.catalog.item_ids)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mtrs.tasks.relations import EsmmRelation, Relation, build_relations
-from mtrs.tasks.task import Task, build_tasks
+from mtrs.tasks.relations import EsmmRelation, Relation
+from mtrs.tasks.task import Task
+from mtrs.tasks.taskset import TaskSet
 
-__all__ = ["EsmmRelation", "Relation", "Task", "build_relations", "build_tasks"]
+__all__ = ["EsmmRelation", "Relation", "Task", "TaskSet"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,36 +82,3 @@ class EsmmRelation:
 
 
 RELATIONS = {"esmm": EsmmRelation}
-
-
-def build_relations(
-    configs: list[RelationConfig], tasks: list[Task], architecture_relation: str | None = None
-) -> list[EsmmRelation]:
-    """Relations from the config, bound to the model's tasks by name.
-
-    Args:
-        configs: The ``[[relations]]`` tables.
-        tasks: The model's tasks.
-        architecture_relation: The relation type the architecture trains through (``esmm``
-            for the ESMM architecture); it activates relations whose ``loss`` is unset.
-    """
-    by_name = {t.name: t for t in tasks}
-    out = []
-    for c in configs:
-        active = c.loss if c.loss is not None else c.type == architecture_relation
-        out.append(RELATIONS[c.type].from_config(c, by_name, active))
-    return out
-
-
-def with_relations(
-    build: Callable[[set[str]], list[Task]],
-    configs: list[RelationConfig],
-    architecture_relation: str | None,
-) -> tuple[list[Task], list[EsmmRelation]]:
-    """Tasks (children of active relations get no direct loss) and their bound relations."""
-    probe = build_relations(configs, build(set()), architecture_relation)
-    no_direct: set[str] = set()
-    for r in probe:
-        no_direct |= r.no_direct_loss()
-    tasks = build(no_direct)
-    return tasks, build_relations(configs, tasks, architecture_relation)

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
 
-from mtrs.config.models import JobConfig
-from mtrs.data.processor import FittedProcessor, TaskEncoding
+from mtrs.data.labels import TaskEncoding
 from mtrs.tasks.kinds import TASK_KINDS, TaskKind
-
-if TYPE_CHECKING:
-    from mtrs.tasks.relations import EsmmRelation
 
 
 @dataclass
@@ -73,21 +68,3 @@ class Task:
         if self.encoding.scaler is not None:
             return self.encoding.scaler.inverse(pred)
         return pred
-
-
-def build_tasks(proc: FittedProcessor, no_direct_loss: set[str] | None = None) -> list[Task]:
-    """Tasks in label-column order; names in ``no_direct_loss`` get no loss of their own."""
-    skip = no_direct_loss or set()
-    return [
-        Task(enc.config.name, j, enc, direct_loss=enc.config.name not in skip)
-        for j, enc in enumerate(proc.tasks)
-    ]
-
-
-def job_tasks(cfg: JobConfig, proc: FittedProcessor) -> tuple[list[Task], list[EsmmRelation]]:
-    """The job's tasks and relations; ESMM-style relations are active per the architecture."""
-    from mtrs.arch.registry import get_architecture
-    from mtrs.tasks.relations import with_relations
-
-    arch_relation = get_architecture(cfg.model.architecture).requires_relation
-    return with_relations(lambda skip: build_tasks(proc, skip), cfg.relations, arch_relation)

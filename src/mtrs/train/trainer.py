@@ -19,11 +19,8 @@ from mtrs.config.models import JobConfig, TrainConfig
 from mtrs.data.batch import Batch
 from mtrs.eval.evaluator import evaluate
 from mtrs.eval.metrics import is_higher_better
-from mtrs.tasks.relations import EsmmRelation
-from mtrs.tasks.task import Task
+from mtrs.tasks.taskset import TaskSet
 from mtrs.train.weighting import Weighting, build_weighting
-
-PRIMARY_METRIC = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
 
 
 @dataclass
@@ -77,12 +74,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def default_monitor(tasks: list[Task]) -> str:
-    """``<first event task>/<its primary metric>`` (a profiling task only if all are)."""
-    event = [t for t in tasks if not t.user_scoped and t.direct_loss] or tasks
-    return f"{event[0].name}/{PRIMARY_METRIC[event[0].type]}"
-
-
 class Trainer:
     """Trains a model on pre-built tensors; the model never trains itself.
 
@@ -92,18 +83,11 @@ class Trainer:
 
     Args:
         model: The multi-task model.
-        tasks: Its tasks (losses, label columns).
+        tasks: Its tasks and their relations (losses, label columns, metrics).
         cfg: The job config (``[train]`` and ``[model].lambda_shared`` are used).
-        relations: Task relations with losses of their own (ESMM).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tasks: list[Task],
-        cfg: JobConfig,
-        relations: list[EsmmRelation] | None = None,
-    ) -> None:
+    def __init__(self, model: nn.Module, tasks: TaskSet, cfg: JobConfig) -> None:
         self.cfg: TrainConfig = cfg.train
         self.lam = cfg.model.lambda_shared
         self.device = resolve_device(self.cfg.device)
@@ -111,23 +95,22 @@ class Trainer:
             torch.set_num_threads(self.cfg.threads)
         self.model = model.to(self.device)
         self.tasks = tasks
-        self.relations = relations or []
-        self.loss_relations = [r for r in self.relations if r.active]
-        names = [t.name for t in tasks if t.direct_loss] + [r.name for r in self.loss_relations]
-        base = {t.name: t.weight for t in tasks}
-        base.update({r.name: r.child.weight for r in self.loss_relations})
+        base = tasks.loss_weights()
         shared: list[nn.Parameter] = getattr(model, "shared_parameters", lambda: [])()
-        self.weighting: Weighting = build_weighting(self.cfg.weighting, names, base, shared).to(
-            self.device
-        )
+        self.weighting: Weighting = build_weighting(
+            self.cfg.weighting, list(base), base, shared
+        ).to(self.device)
         params = list(model.parameters()) + list(self.weighting.parameters())
         self.optimizer = self._optimizer(params)
         self.epoch_callbacks: list[EpochCallback] = []
         self.step_callbacks: list[StepCallback] = []
         # The mini-batch of the step in progress, for step callbacks that recompute gradients.
         self.current_batch: Batch | None = None
-        self.monitor: str | None = self.cfg.early_stop or default_monitor(tasks)
+        self.monitor: str | None = self.cfg.early_stop or tasks.default_monitor()
         self.stop_requested = False
+        # Share of training done (0 … 1) and optimizer steps taken, for the learning rate.
+        self.progress_fraction = 0.0
+        self.steps_done = 0
 
     def _optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         c = self.cfg
@@ -138,6 +121,24 @@ class Trainer:
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=True)
         return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay, momentum=0.9)
 
+    def lr_factor(self) -> float:
+        """The schedule's multiplier of ``train.lr`` at the current point of training."""
+        p = min(max(self.progress_fraction, 0.0), 1.0)
+        if self.cfg.lr_schedule == "linear":
+            factor = 1.0 - p
+        elif self.cfg.lr_schedule == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * p))
+        else:
+            factor = 1.0
+        if self.cfg.warmup_steps:
+            factor *= min(1.0, (self.steps_done + 1) / self.cfg.warmup_steps)
+        return factor
+
+    def _set_lr(self) -> None:
+        lr = self.cfg.lr * self.lr_factor()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _autocast(self) -> torch.autocast:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
@@ -147,13 +148,7 @@ class Trainer:
         with self._autocast():
             out = self.model(batch)
         logits = {k: v.float() for k, v in out.logits.items()}
-        losses = {
-            t.name: t.loss(logits[t.name], batch.labels, batch.mask)
-            for t in self.tasks
-            if t.direct_loss
-        }
-        for r in self.loss_relations:
-            losses[r.name] = r.loss(logits, batch.labels, batch.mask)
+        losses = self.tasks.losses(logits, batch)
         shared = out.shared_loss.float() if out.shared_loss is not None else None
         return losses, shared, out
 
@@ -170,6 +165,7 @@ class Trainer:
         sums: dict[str, float] = {}
         task_id = progress.add_task(f"epoch {epoch}", total=steps, loss="") if progress else None
         for step in range(steps):
+            self.progress_fraction = (epoch - 1 + step / steps) / self.cfg.epochs
             total = self.train_step(data.take(perm[step * bs : (step + 1) * bs]), sums)
             if (
                 progress is not None
@@ -187,7 +183,9 @@ class Trainer:
         extra = self.lam * shared if shared is not None and self.lam > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
         total = self.weighting.backward(losses, extra, 1.0 - self.lam)
+        self._set_lr()
         self.optimizer.step()
+        self.steps_done += 1
         for cb in self.step_callbacks:
             cb(self, losses)
         for k, v in losses.items():
@@ -209,6 +207,8 @@ class Trainer:
         bs = self.cfg.batch_size
         sums: dict[str, float] = {}
         steps = 0
+        # The stream's length is unknown until it ends: the schedule moves once per epoch.
+        self.progress_fraction = (epoch - 1) / self.cfg.epochs
         task_id = progress.add_task(f"epoch {epoch}", total=None, loss="") if progress else None
         parts: list[Batch] = []
         held = 0
@@ -300,6 +300,4 @@ class Trainer:
 
     def evaluate(self, data: Batch) -> dict[str, dict[str, float]]:
         """Metrics of the current model on ``data`` (the shared evaluation path)."""
-        return evaluate(
-            self.model, data, self.tasks, self.relations, self.cfg.eval_batch_size, self.device
-        )
+        return evaluate(self.model, data, self.tasks, self.cfg.eval_batch_size, self.device)

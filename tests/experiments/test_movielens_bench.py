@@ -8,23 +8,23 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mtrs.artifact import load_model, save_job
-from mtrs.bench import (
-    catalog_as_of_test,
-    movielens_config,
-    movielens_tables,
-    rank_evaluate,
-    rank_metrics,
-    ranking_setup,
-)
 from mtrs.cli.main import run
 from mtrs.data.encoders import as_keys
 from mtrs.data.split import TEST
 from mtrs.datasets import load_movielens_100k
-from mtrs.pipeline import Prepared, prepare, run_job
-from mtrs.recommend.catalog import build_catalog
+from mtrs.datasets.movielens_job import movielens_config, movielens_tables
+from mtrs.experiments.ranking import (
+    catalog_as_of_test,
+    rank_evaluate,
+    rank_metrics,
+    ranking_setup,
+)
+from mtrs.job import run_job
+from mtrs.prepare import Prepared, prepare
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,12 +99,12 @@ def test_history_value_is_a_copy_of_the_rating_not_the_label(prepared: Prepared)
     (hist,) = [f for f in cfg.features if f.kind == "history"]
     assert hist.history_value == "hist_rating"
     assert "rating" in {t.label for t in cfg.tasks}
-    frame = prepared.frame
+    frame = prepared.in_memory().frame
     np.testing.assert_array_equal(frame["hist_rating"].to_numpy(), frame["rating"].to_numpy())
 
 
 def test_catalog_as_of_test_holds_nothing_from_the_test_period(prepared: Prepared) -> None:
-    frame, split = prepared.frame, prepared.split
+    frame, split = prepared.in_memory().frame, prepared.in_memory().split
     catalog = catalog_as_of_test(prepared)
     rated = frame["interact"].to_numpy() == 1
     before, after = rated & (split != TEST), rated & (split == TEST)
@@ -125,7 +125,7 @@ def test_catalog_as_of_test_holds_nothing_from_the_test_period(prepared: Prepare
         checked += bool(later)
     assert checked > 0
     # The serving catalog of the whole log does see the test period: the check above bites.
-    full = build_catalog(frame, split == 0, prepared.processor, prepared.items_table)
+    full = prepared.catalog
     assert sum(len(full.seen(r)) for r in range(len(full.user_ids))) > sum(
         len(catalog.seen(r)) for r in range(len(catalog.user_ids))
     )
@@ -133,7 +133,7 @@ def test_catalog_as_of_test_holds_nothing_from_the_test_period(prepared: Prepare
 
 def test_relevant_items_are_the_test_movies_rated_4_or_more(prepared: Prepared) -> None:
     setup = ranking_setup(prepared)
-    frame, split = prepared.frame, prepared.split
+    frame, split = prepared.in_memory().frame, prepared.in_memory().split
     liked = frame[(split == TEST) & (frame["rating"].to_numpy() >= 4)]
     expected = {str(u): set(as_keys(g["item_id"]).astype(str)) for u, g in liked.groupby("user_id")}
     got = {
@@ -171,7 +171,8 @@ def test_benchmark_end_to_end(
     printed = json.loads(capsys.readouterr().out)
     results = json.loads((out / "results.json").read_text())
     assert printed == results
-    assert list(results) == ["single", "shared_bottom", "popularity"]
+    baselines = ["popularity", "item_knn", "ease", "als"]
+    assert list(results) == ["single", "shared_bottom", *baselines]
     for arch in ("single", "shared_bottom"):
         r = results[arch]
         assert set(r) >= {"interact", "like", "rating", "gender", "age_group", "merged"}
@@ -181,10 +182,13 @@ def test_benchmark_end_to_end(
         assert 0.5 < r["rating"]["rmse"]["mean"] < 1.6
         assert r["merged"]["hit_rate@10"]["mean"] > 0
         assert 0 <= r["merged"]["ndcg@10"]["mean"] <= r["merged"]["hit_rate@10"]["mean"]
-    pop = results["popularity"]["popularity"]
-    assert 0 < pop["hit_rate@10"]["mean"] <= 1
+    for name in baselines:
+        ranked = results[name]["merged"]
+        assert set(results[name]) == {"merged"}
+        assert 0 < ranked["hit_rate@10"]["mean"] <= 1
+        assert 0 < ranked["ndcg@10"]["mean"] <= ranked["hit_rate@10"]["mean"]
     table = (out / "results.md").read_text()
-    assert "| popularity (baseline) |" in table
+    assert "| popularity (baseline) |" in table and "| EASE (baseline) |" in table
     assert "| single (hard parallel) |" in table
     assert {p.name for p in out.glob("*.png")} == {
         "task_metrics.png",
@@ -193,6 +197,10 @@ def test_benchmark_end_to_end(
     }
     runs = json.loads((out / "runs.json").read_text())
     assert runs["settings"]["max_users"] == 120
+    # Each baseline's setting was chosen on the validation period (its metrics are recorded).
+    for name in ("item_knn", "ease", "als"):
+        (chosen,) = runs["settings"]["baselines"][name]
+        assert chosen["params"] and 0 <= chosen["valid"]["ndcg@10"] <= 1
     assert len(runs["runs"]) == 2
 
 
@@ -201,3 +209,19 @@ def test_benchmark_rejects_unknown_architecture(tmp_path: Path) -> None:
     argv = ["benchmark", "movielens-100k", "--out", str(out), "--architectures", "single,nope"]
     assert run(argv) == 2
     assert not out.exists()
+
+
+def test_export_writes_the_benchmark_job_as_files(ml_dir: Path, tmp_path: Path) -> None:
+    from mtrs.config.load import load_config
+
+    out = tmp_path / "job"
+    assert run(["datasets", "export", "movielens-100k", "--data-dir", str(ml_dir),
+                "--out", str(out)]) == 0  # fmt: skip
+    cfg = load_config(out / "mtrs.toml")
+    ref = movielens_config("shared_bottom", 0)
+    assert cfg.features == ref.features and cfg.tasks == ref.tasks and cfg.split == ref.split
+    assert cfg.model == ref.model and cfg.tune.metric == "merged/ndcg@10"
+    assert cfg.tune.relevant == "like"
+    inter = pd.read_parquet(cfg.data.interactions)
+    ratings = len(load_movielens_100k(ml_dir).ratings)
+    assert len(inter) == 5 * ratings and inter["interact"].sum() == ratings
