@@ -144,7 +144,19 @@ class LoadedModel:
     metrics: dict[str, Any]
 
     def recommender(self, catalog: Catalog | None = None) -> Recommender:
-        """A recommender with the config's defaults, over the model's catalog (or ``catalog``)."""
+        """A recommender with the config's defaults, over the model's catalog (or ``catalog``).
+
+        Raises:
+            MtrsUserError: The model was trained without user or item ids (nothing to rank).
+        """
+        d = self.cfg.data
+        for field, what in (("user_col", "user"), ("item_col", "item")):
+            if not getattr(d, field):
+                raise MtrsUserError(
+                    f"{self.directory}: this model was trained without {what} ids "
+                    f"(data.{field} is empty), so it has no {what}s to recommend for; it "
+                    "scores given rows (mtrs evaluate)"
+                )
         return Recommender(
             self.model, self.processor, self.tasks, catalog or self.catalog, self.cfg.recommend
         )

@@ -105,9 +105,21 @@ def test_unknown_key_in_a_feature_table_is_named(tmp_path: Path) -> None:
 
 def test_missing_required_key(tmp_path: Path) -> None:
     raw = _minimal()
-    del raw["data"]["interactions"]
+    del raw["tasks"][1]["name"]
     msg = _error(tmp_path, raw)
-    assert "missing required key 'data.interactions'" in msg
+    assert "missing required key 'tasks.1.name'" in msg
+
+
+def test_a_log_is_required_as_one_table_or_given_files(tmp_path: Path) -> None:
+    raw = _minimal()
+    del raw["data"]["interactions"]
+    assert "data: name the log, as interactions = FILE or as given train = FILE" in _error(
+        tmp_path, raw
+    )
+    raw["data"] = {"interactions": "/abs/e.csv", "train": "/abs/t.csv"}
+    assert "give either interactions (split by [split]) or train/valid/test" in _error(
+        tmp_path, raw
+    )
 
 
 def test_missing_task_label(tmp_path: Path) -> None:

@@ -33,6 +33,23 @@ def synth_command(
     console.print(f"wrote interactions, users, items and truth tables to {out}; config: {config}")
 
 
+@data_app.command("example")
+def example_command(
+    name: Annotated[str, typer.Argument(help="ratings | impressions | numeric")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a small synthetic log in one of the layouts of docs/own-data.md."""
+    from mtrs.datasets.examples import write_example
+
+    ex = write_example(name, out, seed)
+    files = ", ".join(str(p) for p in ex.files.values())
+    console.print(
+        f"wrote {files}; copy configs/examples/{name}.toml into {out} and train it",
+        markup=False,
+    )
+
+
 @datasets_app.command("fetch")
 def fetch(
     name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k")],

@@ -66,7 +66,7 @@ def load_config(path: str | Path) -> JobConfig:
     cfg = config_from_dict(raw, str(p))
     base = p.resolve().parent
     data = cfg.data
-    for key in ("interactions", "users", "items"):
+    for key in ("interactions", "train", "valid", "test", "users", "items"):
         value = getattr(data, key)
         if value is not None and not Path(value).is_absolute():
             setattr(data, key, str((base / value).resolve()))

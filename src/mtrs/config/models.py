@@ -18,13 +18,23 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Stand-in key columns of a log without user ids, item ids or times (``user_col = ""`` …).
+NO_USER, NO_ITEM, NO_TIME = "__mtrs_user__", "__mtrs_item__", "__mtrs_time__"
+
+
 class DataConfig(StrictModel):
     """Where the tables are and which columns identify users, items and time.
 
-    Paths are relative to the config file's directory unless absolute.
+    Paths are relative to the config file's directory unless absolute. The log is either one
+    ``interactions`` table, split by ``[split]``, or given ``train``, ``valid`` and ``test``
+    tables (the split is then the files'). An empty ``user_col``, ``item_col`` or
+    ``time_col`` says the log has no such column; the config checks that nothing asks for it.
     """
 
-    interactions: str
+    interactions: str | None = None
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
     users: str | None = None
     items: str | None = None
     user_col: str = "user_id"
@@ -35,6 +45,53 @@ class DataConfig(StrictModel):
     chunk_rows: int = Field(default=262144, ge=1)
     shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
     eval_rows: int = Field(default=200_000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_log(self) -> DataConfig:
+        given = [k for k in ("train", "valid", "test") if getattr(self, k) is not None]
+        if self.interactions is not None and given:
+            raise ValueError(
+                f"give either interactions (split by [split]) or train/valid/test "
+                f"files, not both (got interactions and {', '.join(given)})"
+            )
+        if self.interactions is None and self.train is None:
+            raise ValueError(
+                "name the log, as interactions = FILE or as given train = FILE "
+                "(with optional valid and test)"
+            )
+        return self
+
+    @property
+    def given_split(self) -> bool:
+        """Whether the split is given by ``train``/``valid``/``test`` files."""
+        return self.train is not None
+
+    @property
+    def log_files(self) -> list[str]:
+        """The log's files: ``interactions``, or the given train, valid and test files."""
+        if self.interactions is not None:
+            return [self.interactions]
+        return [p for p in (self.train, self.valid, self.test) if p is not None]
+
+    @property
+    def log_name(self) -> str:
+        """How messages name the log (its file, or its given files)."""
+        return ", ".join(self.log_files)
+
+    @property
+    def user_key(self) -> str:
+        """The column of user ids in the merged rows (a constant stand-in when there is none)."""
+        return self.user_col or NO_USER
+
+    @property
+    def item_key(self) -> str:
+        """The column of item ids in the merged rows (a constant stand-in when there is none)."""
+        return self.item_col or NO_ITEM
+
+    @property
+    def time_key(self) -> str:
+        """The column of event times in the merged rows (a constant 0 when there is none)."""
+        return self.time_col or NO_TIME
 
 
 class FeatureConfig(StrictModel):
@@ -78,22 +135,111 @@ class FeatureConfig(StrictModel):
         return self
 
 
+Scalar = float | str
+
+
+class LabelRule(StrictModel):
+    """A label derived from a column in the data stage, e.g. ``{column = "rating", at_least = 4}``.
+
+    For a binary task the comparisons that are given must all hold for a 1 (``at_least``,
+    ``above``, ``at_most``, ``below``, ``equals``, ``one_of``); a missing value stays missing.
+    For a multiclass task ``map`` sends a value (as text: ``"4"`` also matches 4.0) to its
+    class; a value the map lacks, or a missing one, gives no label. As a task's ``condition``
+    the rule's 1s are the rows the task learns from.
+    """
+
+    column: str
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    below: float | None = None
+    equals: Scalar | None = None
+    one_of: list[Scalar] | None = None
+    map: dict[str, str] | None = None
+
+    @property
+    def comparisons(self) -> dict[str, Any]:
+        """The comparisons that are set, by name."""
+        names = ("at_least", "above", "at_most", "below", "equals", "one_of")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LabelRule:
+        if self.map is not None and self.comparisons:
+            raise ValueError("give either comparisons (a binary label) or map (classes), not both")
+        if self.map is None and not self.comparisons:
+            raise ValueError(
+                "give a comparison (at_least, above, at_most, below, equals, one_of) or a map"
+            )
+        if self.map is not None and len(set(self.map.values())) < 2:
+            raise ValueError("map: a multiclass label needs at least two classes")
+        if self.one_of is not None and not self.one_of:
+            raise ValueError("one_of must not be empty")
+        return self
+
+
 class TaskConfig(StrictModel):
     """One prediction task, addressed by ``name`` in outputs, metrics, weights and merges.
 
-    A row whose label is missing, or whose ``condition`` column is not 1, adds no loss and no
-    metric for this task. A ``user`` scoped task (profiling) reads only the user-side inputs.
-    ``positive_value`` makes a binary label out of a text column (e.g. ``"F"`` for gender).
+    A row whose label is missing, or whose ``condition`` is not 1, adds no loss and no metric
+    for this task. ``label`` and ``condition`` name a column, or derive one with a
+    :class:`LabelRule` (computed once in the data stage). A ``user`` scoped task (profiling)
+    reads only the user-side inputs. ``positive_value`` makes a binary label out of a text
+    column (e.g. ``"F"`` for gender).
     """
 
     name: str
     type: TaskType
-    label: str
+    label: str | LabelRule
     scope: TaskScope = "event"
     weight: float = Field(default=1.0, ge=0.0)
-    condition: str | None = None
+    condition: str | LabelRule | None = None
     num_classes: int | None = Field(default=None, ge=2)
     positive_value: str | None = None
+
+    @property
+    def label_column(self) -> str:
+        """The column of the label in the rows (the derived column for a rule)."""
+        return self.label if isinstance(self.label, str) else f"{self.name}:label"
+
+    @property
+    def condition_column(self) -> str | None:
+        """The column of the condition in the rows, if any (the derived one for a rule)."""
+        if self.condition is None or isinstance(self.condition, str):
+            return self.condition
+        return f"{self.name}:condition"
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The data columns the label and condition read."""
+        out = []
+        for x in (self.label, self.condition):
+            if x is not None:
+                out.append(x if isinstance(x, str) else x.column)
+        return out
+
+    @property
+    def label_source(self) -> str:
+        """The data column the label reads."""
+        return self.label if isinstance(self.label, str) else self.label.column
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> TaskConfig:
+        where = f"tasks.{self.name}"
+        if isinstance(self.label, LabelRule):
+            if self.type == "regression":
+                raise ValueError(f"{where}.label: a regression label is a column name, not a rule")
+            if self.type == "binary" and self.label.map is not None:
+                raise ValueError(
+                    f"{where}.label: a binary label is derived by comparisons, not a map"
+                )
+            if self.type == "multiclass" and self.label.map is None:
+                raise ValueError(f"{where}.label: a multiclass label is derived by a map")
+            if self.positive_value is not None:
+                raise ValueError(f"{where}: give positive_value or a label rule, not both")
+        if isinstance(self.condition, LabelRule) and self.condition.map is not None:
+            raise ValueError(f"{where}.condition: a condition is derived by comparisons")
+        return self
 
 
 class RelationConfig(StrictModel):
@@ -197,10 +343,11 @@ class SplitConfig(StrictModel):
     """How events are split into train, validation and test.
 
     ``unit`` names a column whose rows stay in one split together (e.g. a rating event and the
-    negatives sampled for it); by default every row is its own unit.
+    negatives sampled for it); by default every row is its own unit. ``given`` is the split of
+    ``data.train``/``valid``/``test`` files (set by itself when they are given).
     """
 
-    method: Literal["random", "temporal", "leave_last"] = "random"
+    method: Literal["random", "temporal", "leave_last", "given"] = "random"
     valid_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     seed: int = 0
@@ -290,16 +437,16 @@ class JobConfig(StrictModel):
         tdup = {n for n in tnames if tnames.count(n) > 1}
         if tdup:
             raise ValueError(f"tasks: duplicate task name(s) {sorted(tdup)}")
-        inputs = {f.source_column for f in self.features}
-        inputs |= {f.history_value for f in self.features if f.history_value}
+        # A label may not be an input of its own event. Past values of it may: a history's
+        # side value reads only strictly earlier events (history_value).
+        inputs = {f.source_column: f.name for f in self.features if f.kind != "history"}
         for t in self.tasks:
-            if t.label in inputs:
+            if t.label_source in inputs:
                 raise ValueError(
-                    f"tasks.{t.name}.label: column '{t.label}' is also an input feature; "
-                    "a label may not be used as a feature"
+                    f"tasks.{t.name}.label: column '{t.label_source}' is also the input of feature "
+                    f"'{inputs[t.label_source]}'; a label may not be used as a feature of its own "
+                    "event (its past values may: history_value on a history feature)"
                 )
-            if t.type == "multiclass" and t.num_classes is None:
-                pass  # classes are fitted from the training split
         by_name = {f.name: f for f in self.features}
         for f in self.features:
             if f.kind == "history":
@@ -310,6 +457,7 @@ class JobConfig(StrictModel):
                         "(the item id) whose embedding the history shares"
                     )
         _check_relations(self.tasks, self.relations)
+        _check_keys(self)
         if self.train.early_stop is not None and "/" not in self.train.early_stop:
             raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
         # Merge weights name the lists a recommendation has: event tasks that are not
@@ -323,6 +471,55 @@ class JobConfig(StrictModel):
                     f"(lists: {', '.join(sorted(listed))})"
                 )
         return self
+
+
+def _check_keys(cfg: JobConfig) -> None:
+    """What a log without user ids, item ids or times (an empty ``*_col``) cannot do.
+
+    Also settles the split: given ``train``/``valid``/``test`` files are the split.
+    """
+    d, s = cfg.data, cfg.split
+    if d.given_split and s.method != "given":
+        if "method" in s.model_fields_set:
+            raise ValueError(
+                f"split.method = '{s.method}': the split is given by data.train/valid/test; "
+                "remove split.method (or use one interactions table)"
+            )
+        s.method = "given"
+    if not d.given_split and s.method == "given":
+        raise ValueError("split.method = 'given' needs data.train (and valid, test) files")
+    missing = {
+        name: (field, what)
+        for name, field, what, col in (
+            ("user", "data.user_col", "user ids", d.user_col),
+            ("time", "data.time_col", "event times", d.time_col),
+        )
+        if not col
+    }
+    histories = [f.name for f in cfg.features if f.kind == "history"]
+    split_needs = {"temporal": ("time",), "leave_last": ("user", "time")}
+    for name, (field, what) in missing.items():
+        if histories:
+            raise ValueError(
+                f"features.{histories[0]}: a behaviour history needs the log's {what} "
+                f"({field} is empty)"
+            )
+        if name in split_needs.get(s.method, ()):
+            raise ValueError(
+                f"split.method = '{s.method}' needs the log's {what} ({field} is empty); "
+                "use 'random' or given train/valid/test files"
+            )
+    if not d.user_col:
+        profiling = [t.name for t in cfg.tasks if t.scope == "user"]
+        if profiling:
+            raise ValueError(
+                f"tasks.{profiling[0]}: a user-scoped task needs the log's user ids "
+                "(data.user_col is empty)"
+            )
+        if d.users is not None:
+            raise ValueError("data.users: a users table needs data.user_col (it is empty)")
+    if not d.item_col and d.items is not None:
+        raise ValueError("data.items: an items table needs data.item_col (it is empty)")
 
 
 def _check_relations(tasks: list[TaskConfig], relations: list[RelationConfig]) -> None:

@@ -70,10 +70,10 @@ class ProcessorFitter:
                 self._add_moments(f.name, train[f.history_value].to_numpy(np.float64))
         for t in self.cfg.tasks:
             if t.type == "multiclass":
-                keys = as_keys(train[t.label]).dropna().unique().tolist()
+                keys = as_keys(train[t.label_column]).dropna().unique().tolist()
                 self.classes.setdefault(t.name, set()).update(str(k) for k in keys)
             elif t.type == "regression":
-                self._add_moments(t.name, label_values(train[t.label], t))
+                self._add_moments(t.name, label_values(train[t.label_column], t))
         return self
 
     def finish(self) -> FittedEncoders:

@@ -170,7 +170,7 @@ class HistoryBuilder:
         values: dict[str, np.ndarray] = {}
         gaps: dict[str, np.ndarray] = {}
         n = len(df)
-        time = pd.to_numeric(df[d.time_col]).to_numpy(dtype=np.float64)
+        time = pd.to_numeric(df[d.time_key]).to_numpy(dtype=np.float64)
         for f in self.source.histories:
             rows_here = pd.DataFrame(
                 {

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtrs.config.models import TaskConfig
+from mtrs.config.models import LabelRule, TaskConfig
 from mtrs.data.encoders import Scaler, as_keys
 from mtrs.errors import MtrsUserError
 
@@ -35,6 +35,92 @@ class TaskEncoding:
         }
 
 
+def _numbers(col: pd.Series, field: str, where: str) -> np.ndarray:
+    """A rule's column as floats (NaN where missing), naming the first non-numeric value."""
+    v = pd.to_numeric(col, errors="coerce")
+    bad = (v.isna() & col.notna()).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise MtrsUserError(
+            f"{where}: {field} compares column '{col.name}', which has non-numeric value "
+            f"'{col.iloc[row]}' at data row {row + 1}"
+        )
+    return v.to_numpy(dtype=np.float64)
+
+
+def _is_num(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_rule(col: pd.Series, rule: LabelRule, field: str, where: str) -> pd.Series:
+    """The values a :class:`LabelRule` derives from ``col``.
+
+    Comparisons give 1.0 where every one holds, 0.0 where one fails and NaN where the value
+    is missing; a map gives the class names (missing where the value is unmapped or missing).
+
+    Args:
+        col: The rule's column.
+        rule: The rule.
+        field: The config field, for messages (e.g. ``tasks.like.label``).
+        where: The data source, for messages.
+
+    Raises:
+        MtrsUserError: A numeric comparison on a value that is not a number.
+    """
+    keys = as_keys(col)
+    if rule.map is not None:
+        return keys.map(rule.map).astype(object).where(keys.isin(list(rule.map)), None)
+    ok = np.ones(len(col), dtype=bool)
+    numeric: np.ndarray | None = None
+
+    def num() -> np.ndarray:
+        nonlocal numeric
+        if numeric is None:
+            numeric = _numbers(col, field, where)
+        return numeric
+
+    for op, bound in rule.comparisons.items():
+        if op == "at_least":
+            ok &= num() >= bound
+        elif op == "above":
+            ok &= num() > bound
+        elif op == "at_most":
+            ok &= num() <= bound
+        elif op == "below":
+            ok &= num() < bound
+        else:
+            values = bound if op == "one_of" else [bound]
+            # Text that reads as a number matches a numeric column by value ("4" ~ 4.0).
+            numeric_col = pd.api.types.is_numeric_dtype(col)
+            texts = [v for v in values if isinstance(v, str) and not (numeric_col and _is_num(v))]
+            nums = [float(v) for v in values if v not in texts]
+            hit = keys.isin(texts).fillna(False).to_numpy(dtype=bool) if texts else False
+            if nums:
+                hit = hit | np.isin(num(), nums)
+            ok &= hit
+    out = np.where(col.isna().to_numpy(), np.nan, ok.astype(np.float64))
+    return pd.Series(out, index=col.index, name=field)
+
+
+def derive_labels(df: pd.DataFrame, tasks: list[TaskConfig], where: str) -> pd.DataFrame:
+    """Add the columns of every derived label and condition (once, in the data stage).
+
+    Rules whose column the rows lack (serving rows carry no labels) are skipped.
+    """
+    for t in tasks:
+        for rule, column, field in (
+            (t.label, t.label_column, f"tasks.{t.name}.label"),
+            (t.condition, t.condition_column, f"tasks.{t.name}.condition"),
+        ):
+            if isinstance(rule, LabelRule) and column and rule.column in df.columns:
+                df[column] = apply_rule(df[rule.column], rule, field, where).to_numpy()
+    return df
+
+
 def label_values(col: pd.Series, t: TaskConfig) -> np.ndarray:
     """A binary or regression label column as floats, NaN where missing.
 
@@ -58,12 +144,12 @@ def label_classes(t: TaskConfig, classes: set[str]) -> list[str]:
     out = sorted(classes)
     if t.num_classes is not None and len(out) > t.num_classes:
         raise MtrsUserError(
-            f"tasks.{t.name}: label column '{t.label}' has {len(out)} classes in the "
+            f"tasks.{t.name}: label column '{t.label_source}' has {len(out)} classes in the "
             f"training split, more than num_classes = {t.num_classes}"
         )
     if len(out) < 2:
         raise MtrsUserError(
-            f"tasks.{t.name}: label column '{t.label}' has fewer than 2 classes in training"
+            f"tasks.{t.name}: label column '{t.label_source}' has fewer than 2 classes in training"
         )
     return out
 
@@ -78,22 +164,24 @@ def encode_labels(df: pd.DataFrame, tasks: list[TaskEncoding]) -> tuple[np.ndarr
     mask = np.zeros((n, len(tasks)), dtype=bool)
     for j, enc in enumerate(tasks):
         t = enc.config
-        if t.label not in df.columns:
+        col = t.label_column
+        if col not in df.columns:
             continue
         if enc.classes is not None:
-            keys = as_keys(df[t.label]).astype(object).where(df[t.label].notna(), None)
+            keys = as_keys(df[col]).astype(object).where(df[col].notna(), None)
             idx = pd.Index(enc.classes, dtype=object).get_indexer(pd.Index(keys, dtype=object))
             ok = idx >= 0
             labels[:, j] = np.where(ok, idx, 0)
         else:
-            v = label_values(df[t.label], t)
+            v = label_values(df[col], t)
             ok = ~np.isnan(v)
             if enc.scaler is not None:
                 v = enc.scaler.transform(v)
             labels[:, j] = np.where(ok, v, 0.0)
-        if t.condition:
-            if t.condition not in df.columns:
+        cond = t.condition_column
+        if cond:
+            if cond not in df.columns:
                 continue
-            ok &= df[t.condition].to_numpy(dtype=np.float64) == 1.0
+            ok &= df[cond].to_numpy(dtype=np.float64) == 1.0
         mask[:, j] = ok
     return labels, mask

@@ -30,8 +30,8 @@ from mtrs.data.split import (
 )
 from mtrs.data.tables import (
     Tables,
-    check_columns,
-    check_unit,
+    check_keys,
+    finish_rows,
     load_tables,
     merge_tables,
     parse_times,
@@ -76,9 +76,9 @@ def row_hash_key(seed: int, salt: str) -> str:
     return f"{salt}{seed:d}".rjust(16, "0")[-16:]
 
 
-def sort_events(df: pd.DataFrame, cfg: JobConfig) -> pd.DataFrame:
-    """Events in time order (stable), the order histories and splits assume."""
-    return df.sort_values(cfg.data.time_col, kind="stable").reset_index(drop=True)
+def time_order(df: pd.DataFrame, cfg: JobConfig) -> np.ndarray:
+    """Row positions of the events in time order (stable), the order histories assume."""
+    return np.argsort(df[cfg.data.time_key].to_numpy(), kind="stable")
 
 
 class FrameLog:
@@ -95,17 +95,20 @@ class FrameLog:
     def __init__(self, cfg: JobConfig, tables: Tables | None = None) -> None:
         tables = tables or load_tables(cfg)
         d = cfg.data
-        df = merge_tables(tables, d)
-        check_columns(df, cfg)
-        df[d.time_col] = parse_times(df, d)
-        df = sort_events(df, cfg)
-        check_unit(df, cfg)
-        user = pd.factorize(df[d.user_col])[0]
-        unit_col = cfg.split.unit
-        unit = pd.factorize(df[unit_col])[0] if unit_col else np.arange(len(df))
-        split = assign_split(SplitInput(user, df[d.time_col].to_numpy(), unit), cfg.split)
+        df = finish_rows(merge_tables(tables, d), cfg)
+        order = time_order(df, cfg)
+        df = df.iloc[order].reset_index(drop=True)
+        if d.given_split:
+            if tables.given is None:
+                raise MtrsUserError("data.train: the given split's files were not read")
+            split = tables.given[order]
+        else:
+            user = pd.factorize(df[d.user_key])[0]
+            unit_col = cfg.split.unit
+            unit = pd.factorize(df[unit_col])[0] if unit_col else np.arange(len(df))
+            split = assign_split(SplitInput(user, df[d.time_key].to_numpy(), unit), cfg.split)
         if not (split == TRAIN).any():
-            raise MtrsUserError(f"{d.interactions}: the training split is empty")
+            raise MtrsUserError(f"{d.log_name}: the training split is empty")
         self.cfg = cfg
         self.frame = df
         self.split = split
@@ -142,6 +145,13 @@ def use_streaming(cfg: JobConfig) -> bool:
         MtrsUserError: ``streaming = "always"`` on a file that is not Parquet.
     """
     d = cfg.data
+    if d.interactions is None:
+        if d.streaming == "always":
+            raise MtrsUserError(
+                "data.streaming = 'always' needs one Parquet interactions file; given "
+                "train/valid/test files are read in memory"
+            )
+        return False
     is_parquet = Path(d.interactions).suffix.lower() in PARQUET_SUFFIXES
     if d.streaming == "never":
         return False
@@ -161,13 +171,13 @@ def use_streaming(cfg: JobConfig) -> bool:
 def needed_columns(cfg: JobConfig, available: list[str]) -> list[str]:
     """The interaction columns a job reads (the users and items tables supply the rest)."""
     d = cfg.data
-    want = [d.user_col, d.item_col, d.time_col]
+    want = [c for c in (d.user_col, d.item_col, d.time_col) if c]
     for f in cfg.features:
         if f.kind != "history":
             want.append(f.source_column)
         want += [c for c in (f.history_filter, f.history_value) if c]
     for t in cfg.tasks:
-        want += [t.label, *([t.condition] if t.condition else [])]
+        want += t.source_columns
     if cfg.split.unit:
         want.append(cfg.split.unit)
     return [c for c in dict.fromkeys(want) if c in available]
@@ -192,15 +202,14 @@ class ParquetLog:
                 "temporal, or data.streaming = 'never'"
             )
         self.cfg = cfg
+        assert d.interactions is not None  # use_streaming: one interactions file
         self.path = Path(d.interactions)
         try:
             self.file = pq.ParquetFile(self.path)
         except Exception as err:  # pyarrow raises many types; the user needs the file named
             raise MtrsUserError(f"{self.path}: could not be read ({err})") from None
         names = self.file.schema_arrow.names
-        for c in (d.user_col, d.item_col, d.time_col):
-            if c not in names:
-                raise MtrsUserError(f"{self.path}: missing column '{c}'")
+        check_keys(names, d, str(self.path))
         self.columns = needed_columns(cfg, names)
         self.num_rows = int(self.file.metadata.num_rows)
         if self.num_rows == 0:
@@ -233,7 +242,7 @@ class ParquetLog:
         rows = {r for lo, hi, _ in wanted.values() for r in (lo, hi)} | {n - 1}
         found: dict[int, float] = {}
         start = 0
-        for df in self._raw_chunks([self.cfg.data.time_col]):
+        for df in self._raw_chunks([self.cfg.data.time_key]):
             t = parse_times(df, self.cfg.data).to_numpy()
             for r in rows:
                 if start <= r < start + len(t):
@@ -251,7 +260,7 @@ class ParquetLog:
         s = self.cfg.split
         if self.cuts is not None:
             t_valid, t_test, inclusive = self.cuts
-            t = df[self.cfg.data.time_col].to_numpy()
+            t = df[self.cfg.data.time_key].to_numpy()
             part = np.full(len(df), TRAIN, dtype=np.int8)
             part[t > t_valid] = VALID
             part[(t >= t_test) if inclusive else (t > t_test)] = TEST
@@ -272,7 +281,7 @@ class ParquetLog:
         merged :meth:`chunks`.
         """
         d, s = self.cfg.data, self.cfg.split
-        need = [d.time_col] if self.cuts is not None else [s.unit] if s.unit else []
+        need = [d.time_key] if self.cuts is not None else [s.unit] if s.unit else []
         counts = np.zeros(3, np.int64)
         if any(c not in self.file.schema_arrow.names for c in need):
             for ch in self.chunks():
@@ -290,7 +299,7 @@ class ParquetLog:
         start = 0
         for df in frames:
             if self.cuts is not None:
-                df[d.time_col] = parse_times(df, self.cfg.data)
+                df[d.time_key] = parse_times(df, self.cfg.data)
             counts += np.bincount(self._split(df, start), minlength=3)[:3]
             start += len(df)
             if self.on_rows is not None:
@@ -307,16 +316,13 @@ class ParquetLog:
         start = 0
         last = None
         for raw in self._raw_chunks(self.columns):
-            df = merge_tables(Tables(raw, self.users, self.items), d)
-            check_columns(df, self.cfg)
-            check_unit(df, self.cfg)
-            df[d.time_col] = parse_times(df, self.cfg.data)
-            t = df[d.time_col].to_numpy()
+            df = finish_rows(merge_tables(Tables(raw, self.users, self.items), d), self.cfg)
+            t = df[d.time_key].to_numpy()
             prev = np.concatenate([[t[0] if last is None else last], t[:-1]])
             bad = np.flatnonzero(t < prev)
             if len(bad):
                 raise MtrsUserError(
-                    f"{d.interactions}: streaming needs events sorted by '{d.time_col}'; data row "
+                    f"{d.log_name}: streaming needs events sorted by '{d.time_col}'; data row "
                     f"{start + int(bad[0]) + 1} is earlier than the row before it (sort the file, "
                     "or set data.streaming = 'never')"
                 )

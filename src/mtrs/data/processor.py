@@ -114,7 +114,7 @@ class FittedProcessor:
             )
             for f in self.multi_hot
         }
-        user = pd.factorize(df[self.cfg.data.user_col])[0].astype(np.int64)
+        user = pd.factorize(df[self.cfg.data.user_key])[0].astype(np.int64)
         if history is None and self.histories:
             history = HistoryBuilder(self).add(df, user)
         given = history or HistoryInput({}, {}, {})

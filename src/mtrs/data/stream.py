@@ -38,7 +38,7 @@ class EncodedStream:
     def encoded(self) -> Iterator[tuple[Chunk, Batch]]:
         """Every chunk with its encoded rows (all splits)."""
         self.reset()
-        user_col = self.proc.cfg.data.user_col
+        user_col = self.proc.cfg.data.user_key
         for ch in self.log.chunks():
             user = self.users.codes(ch.frame[user_col])
             hist = self.history.add(ch.frame, user, ch.start)

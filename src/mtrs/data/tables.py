@@ -4,29 +4,108 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from mtrs.config.models import DataConfig, JobConfig
+from mtrs.config.models import NO_ITEM, NO_TIME, NO_USER, DataConfig, JobConfig
+from mtrs.data.labels import derive_labels
 from mtrs.data.readers import read_table
 from mtrs.errors import MtrsUserError
+
+KEY_FIELDS = (("user_col", "user id"), ("item_col", "item id"), ("time_col", "event time"))
 
 
 @dataclass
 class Tables:
-    """The job's tables: events, plus one row per user and per item where given."""
+    """The job's tables: events, plus one row per user and per item where given.
+
+    ``given`` is each event's split (0 train, 1 validation, 2 test) when the split is given
+    by files (``data.train``/``valid``/``test``).
+    """
 
     interactions: pd.DataFrame
     users: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
+    given: np.ndarray | None = None
+
+
+def check_keys(columns: list[str], data: DataConfig, source: str) -> None:
+    """The log's key columns that ``[data]`` names must be there.
+
+    Raises:
+        MtrsUserError: Naming the ``data.*_col`` field, the file and the columns present.
+    """
+    for field, what in KEY_FIELDS:
+        col = getattr(data, field)
+        if col and col not in columns:
+            present = ", ".join(map(str, columns))
+            raise MtrsUserError(
+                f"{source}: data.{field}: column '{col}' not found (columns present: "
+                f'{present}); name the log\'s {what} column, or set data.{field} = "" '
+                "if it has none"
+            )
 
 
 def load_tables(cfg: JobConfig) -> Tables:
-    """Read the tables named in ``[data]`` and check their key columns."""
+    """Read the tables named in ``[data]`` and check their key columns.
+
+    Given train, validation and test files are read and stacked, in that order.
+    """
     d = cfg.data
-    inter = read_table(d.interactions, [d.user_col, d.item_col, d.time_col])
+    frames = []
+    for path in d.log_files:
+        df = read_table(path)
+        check_keys(list(df.columns), d, path)
+        frames.append(df)
+    given = None
+    if d.given_split:
+        parts = [p for p in ("train", "valid", "test") if getattr(d, p) is not None]
+        _check_same_columns(frames, d.log_files)
+        codes = {"train": 0, "valid": 1, "test": 2}
+        given = np.concatenate(
+            [np.full(len(f), codes[p], np.int8) for f, p in zip(frames, parts, strict=True)]
+        )
+        inter = pd.concat(frames, ignore_index=True)
+    else:
+        inter = frames[0]
     users = read_table(d.users, [d.user_col]) if d.users else None
     items = read_table(d.items, [d.item_col]) if d.items else None
-    return Tables(inter, users, items)
+    return Tables(inter, users, items, given)
+
+
+def _check_same_columns(frames: list[pd.DataFrame], paths: list[str]) -> None:
+    """Given split files share their columns (a column in one only would be half missing)."""
+    first = set(frames[0].columns)
+    for f, p in zip(frames[1:], paths[1:], strict=True):
+        extra = sorted(set(f.columns) ^ first)
+        if extra:
+            raise MtrsUserError(
+                f"{p}: column '{extra[0]}' is in only one of {paths[0]} and {p}; the given "
+                "train/valid/test files need the same columns"
+            )
+
+
+def add_key_standins(df: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
+    """Constant stand-ins for the key columns a log does not have (an empty ``*_col``)."""
+    if not data.user_col:
+        df[NO_USER] = ""
+    if not data.item_col:
+        df[NO_ITEM] = ""
+    if not data.time_col:
+        df[NO_TIME] = 0
+    return df
+
+
+def finish_rows(df: pd.DataFrame, cfg: JobConfig) -> pd.DataFrame:
+    """Merged rows made ready: key stand-ins, columns checked, labels derived, times parsed."""
+    d = cfg.data
+    df = add_key_standins(df, d)
+    check_columns(df, cfg)
+    df = derive_labels(df, cfg.tasks, d.log_name)
+    check_labels(df, cfg)
+    df[d.time_key] = parse_times(df, d)
+    check_unit(df, cfg)
+    return df
 
 
 def _check_unique(df: pd.DataFrame, key: str, source: str) -> None:
@@ -52,9 +131,13 @@ def merge_tables(tables: Tables, data: DataConfig) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _where(cfg: JobConfig) -> str:
+    return f"{cfg.data.log_name} (joined with users/items tables)"
+
+
 def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
-    """Every feature, label and condition column must exist after the join."""
-    where = f"{cfg.data.interactions} (joined with users/items tables)"
+    """Every feature, label and condition column must exist after the join; numbers be numbers."""
+    where = _where(cfg)
     for f in cfg.features:
         cols = [] if f.kind == "history" else [f.source_column]
         cols += [c for c in (f.history_filter, f.history_value) if c]
@@ -62,7 +145,7 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
             if c not in df.columns:
                 raise MtrsUserError(f"{where}: feature '{f.name}' needs column '{c}', not found")
     for t in cfg.tasks:
-        for c in [t.label, *([t.condition] if t.condition else [])]:
+        for c in t.source_columns:
             if c not in df.columns:
                 raise MtrsUserError(f"{where}: task '{t.name}' needs column '{c}', not found")
     for f in cfg.features:
@@ -75,10 +158,15 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
                     f"{where}: numeric feature '{f.name}' column '{f.source_column}' has "
                     f"non-numeric value '{col.iloc[row]}' at data row {row + 1}"
                 )
+
+
+def check_labels(df: pd.DataFrame, cfg: JobConfig) -> None:
+    """Binary labels are 0, 1 or empty; binary and regression labels are numbers."""
+    where = _where(cfg)
     for t in cfg.tasks:
+        if t.positive_value is not None or not isinstance(t.label, str):
+            continue  # a derived label is 0, 1 or empty by construction
         col = df[t.label]
-        if t.positive_value is not None:
-            continue
         if t.type in ("binary", "regression") and not pd.api.types.is_numeric_dtype(col):
             bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
             row = int(bad.to_numpy().argmax())
@@ -93,7 +181,8 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
                 row = int(bad_mask.argmax())
                 raise MtrsUserError(
                     f"{where}: binary task '{t.name}' label column '{t.label}' has value "
-                    f"'{col.iloc[row]}' at data row {row + 1} (expected 0, 1 or empty)"
+                    f"'{col.iloc[row]}' at data row {row + 1} (expected 0, 1 or empty; or derive "
+                    f'it: label = {{column = "{t.label}", at_least = ...}})'
                 )
 
 
@@ -103,14 +192,14 @@ def parse_times(df: pd.DataFrame, data: DataConfig) -> pd.Series:
     Raises:
         MtrsUserError: A column that is neither numeric nor dates.
     """
-    col = df[data.time_col]
+    col = df[data.time_key]
     if pd.api.types.is_numeric_dtype(col):
         return col
     try:
         return pd.to_datetime(col).astype("int64") // 10**9
     except (ValueError, TypeError):
         raise MtrsUserError(
-            f"{data.interactions}: time column '{data.time_col}' is neither numeric nor a date"
+            f"{data.log_name}: time column '{data.time_col}' is neither numeric nor a date"
         ) from None
 
 
@@ -118,4 +207,4 @@ def check_unit(df: pd.DataFrame, cfg: JobConfig) -> None:
     """``split.unit``, when set, must name a column of the merged rows."""
     unit = cfg.split.unit
     if unit is not None and unit not in df.columns:
-        raise MtrsUserError(f"{cfg.data.interactions}: split.unit column '{unit}' not found")
+        raise MtrsUserError(f"{cfg.data.log_name}: split.unit column '{unit}' not found")

@@ -97,8 +97,8 @@ def ranking_setup(
         raise MtrsUserError(f"ranking: relevance column '{relevant_col}' not found")
     catalog = catalog_as_of(prepared, period)
     test = frame[(memory.split == period) & (frame[relevant_col].to_numpy(dtype=float) == 1.0)]
-    user_pos = catalog_positions(catalog.user_ids, test[cfg.user_col])
-    item_pos = catalog_positions(catalog.item_ids, test[cfg.item_col])
+    user_pos = catalog_positions(catalog.user_ids, test[cfg.user_key])
+    item_pos = catalog_positions(catalog.item_ids, test[cfg.item_key])
     ok = (user_pos >= 0) & (item_pos >= 0)
     if not ok.any():
         raise MtrsUserError(f"ranking: no test row has {relevant_col} = 1 for a known user")

@@ -170,7 +170,7 @@ class CatalogBuilder:
             start: The global row number of the chunk's first row.
         """
         d = self.proc.cfg.data
-        item = self.items.codes(frame[d.item_col])
+        item = self.items.codes(frame[d.item_key])
         row = np.arange(start, start + len(frame), dtype=np.int64)
         self.user_rows.append(_latest(frame.assign(_code=user, _row=row)))
         self.item_rows.append(_latest(frame.assign(_code=item, _row=row)))
@@ -185,7 +185,7 @@ class CatalogBuilder:
         self._grow("_all", item, (count & src).astype(np.float64))
         for t in self.proc.tasks:
             if t.config.type == "binary" and t.config.scope == "event":
-                w = np.nan_to_num(label_values(frame[t.config.label], t.config))
+                w = np.nan_to_num(label_values(frame[t.config.label_column], t.config))
                 self._grow(t.config.name, item, w * count)
         for f in self.proc.cfg.features:
             if f.group in CONTEXT_GROUPS and f.kind != "history":
@@ -296,7 +296,7 @@ def build_catalog(
         items_table: The items table, so items never shown in the log are candidates too.
     """
     users = KeyIndex()
-    codes = users.codes(frame[proc.cfg.data.user_col])
+    codes = users.codes(frame[proc.cfg.data.user_key])
     history = HistoryBuilder(proc)
     history.add(frame, codes)
     builder = CatalogBuilder(proc)

@@ -8,7 +8,7 @@ metrics are defined once, here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,10 +34,12 @@ class TaskSet:
         tasks: One per ``[[tasks]]`` table; ``tasks[j].column`` is ``j``.
         relations: Derived tasks over them (ESMM funnels); an active relation trains its
             child through the joint probability and gives the child no loss of its own.
+        by_user: Whether rows carry real user ids, so per-user metrics (gAUC) mean something.
     """
 
     tasks: tuple[Task, ...]
     relations: tuple[EsmmRelation, ...] = ()
+    by_user: bool = True
 
     @classmethod
     def build(
@@ -74,7 +76,8 @@ class TaskSet:
     def for_job(cls, cfg: JobConfig, encodings: list[TaskEncoding]) -> TaskSet:
         """The job's task set: relations are active as its architecture requires."""
         arch_relation = get_architecture(cfg.model.architecture).requires_relation
-        return cls.build(encodings, cfg.relations, arch_relation)
+        built = cls.build(encodings, cfg.relations, arch_relation)
+        return built if cfg.data.user_col else replace(built, by_user=False)
 
     # ----- access ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Task]:
@@ -192,6 +195,7 @@ class TaskSet:
         labels = batch.labels.numpy()
         mask = batch.mask.numpy()
         user = batch.user.numpy()
+        groups = user if self.by_user else None
         out: dict[str, dict[str, float]] = {}
         for t in self.tasks:
             m = mask[:, t.column]
@@ -203,11 +207,13 @@ class TaskSet:
                 y, p = _per_user(user[m], y, p)
                 out[t.name] = task_metrics(t.type, y, p, None)
             else:
-                out[t.name] = task_metrics(t.type, y, p, user[m] if t.type == "binary" else None)
+                g = groups[m] if groups is not None and t.type == "binary" else None
+                out[t.name] = task_metrics(t.type, y, p, g)
         for r in self.relations:
             y_t, valid = r.target(batch.labels, batch.mask)
             v = valid.numpy()
-            out[r.name] = task_metrics("binary", y_t.numpy()[v], preds[r.name][v], user[v])
+            g = groups[v] if groups is not None else None
+            out[r.name] = task_metrics("binary", y_t.numpy()[v], preds[r.name][v], g)
         return out
 
 
