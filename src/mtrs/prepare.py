@@ -24,7 +24,7 @@ from mtrs.data.log import FrameLog, Log, open_log
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TEST, TRAIN, VALID
 from mtrs.data.stream import EncodedStream, TrainStream, eval_sample
-from mtrs.data.tables import Tables
+from mtrs.data.tables import Tables, check_item_columns
 from mtrs.errors import MtrsUserError
 from mtrs.recommend.catalog import Catalog, CatalogBuilder
 
@@ -176,6 +176,7 @@ def prepare(
         MtrsUserError: Bad data (missing column, wrong type, empty table or split).
     """
     log = open_log(cfg, tables)
+    check_item_columns(cfg.data, log.items)
     with _passes(cfg, log) as start:
         if processor is None:
             start("pass 1: fit")

@@ -21,7 +21,8 @@ class StrictModel(BaseModel):
 class DataConfig(StrictModel):
     """Where the tables are and which columns identify users, items and time.
 
-    Paths are relative to the config file's directory unless absolute.
+    Paths are relative to the config file's directory unless absolute. ``item_title_col`` and
+    ``display_cols`` name items-table columns that recommendations show with each item.
     """
 
     interactions: str
@@ -35,6 +36,8 @@ class DataConfig(StrictModel):
     chunk_rows: int = Field(default=262144, ge=1)
     shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
     eval_rows: int = Field(default=200_000, ge=1)
+    item_title_col: str | None = None
+    display_cols: list[str] = Field(default_factory=list)
 
 
 class FeatureConfig(StrictModel):
