@@ -10,6 +10,7 @@ The public API::
     mtrs.save(job, "runs/model")
     model = mtrs.load("runs/model")
     rec = model.recommender().recommend("42", k=10)   # per-task lists and the merged list
+    rec.merged[0].item, rec.merged[0].title, rec.merged[0].score   # a RecommendedItem
 
 ``mtrs.ARCHITECTURES`` lists the architectures by name; ``mtrs.register_architecture(name)``
 adds one. ``mtrs.datasets`` has the synthetic log (with its oracle) and MovieLens-100K;
@@ -26,7 +27,7 @@ from mtrs.artifact import LoadedModel
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
 from mtrs.job import Job
-from mtrs.recommend.recommender import Recommendation, Recommender
+from mtrs.recommend.recommender import Recommendation, RecommendedItem, Recommender
 from mtrs.version import __version__
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "JobConfig",
     "LoadedModel",
     "Recommendation",
+    "RecommendedItem",
     "Recommender",
     "__version__",
     "datasets",

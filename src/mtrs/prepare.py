@@ -24,7 +24,7 @@ from mtrs.data.log import FrameLog, Log, open_log
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TEST, TRAIN, VALID
 from mtrs.data.stream import EncodedStream, TrainStream, eval_sample
-from mtrs.data.tables import Tables
+from mtrs.data.tables import Tables, check_item_columns
 from mtrs.errors import MtrsUserError
 from mtrs.recommend.catalog import Catalog, CatalogBuilder
 
@@ -58,7 +58,7 @@ class Prepared:
         """
         if self.log.memory is None:
             raise MtrsUserError(
-                f"{self.cfg.data.interactions}: this needs the log in memory "
+                f"{self.cfg.data.log_name}: this needs the log in memory "
                 "(set data.streaming = 'never')"
             )
         return self.log.memory
@@ -88,7 +88,7 @@ def fit_processor(log: Log) -> tuple[FittedProcessor, np.ndarray]:
         split_rows += np.bincount(ch.split, minlength=3)[:3]
         fitter.add(ch.frame[ch.split == TRAIN])
     if split_rows[TRAIN] == 0:
-        raise MtrsUserError(f"{log.cfg.data.interactions}: the training split is empty")
+        raise MtrsUserError(f"{log.cfg.data.log_name}: the training split is empty")
     return FittedProcessor.from_fitter(fitter), split_rows
 
 
@@ -176,6 +176,7 @@ def prepare(
         MtrsUserError: Bad data (missing column, wrong type, empty table or split).
     """
     log = open_log(cfg, tables)
+    check_item_columns(cfg.data, log.items)
     with _passes(cfg, log) as start:
         if processor is None:
             start("pass 1: fit")

@@ -220,7 +220,7 @@ def test_streamed_job_saves_loads_and_recommends(streamed_job: Job, tmp_path: Pa
     rec = loaded.recommender().recommend(user, k=5)
     assert len(rec.merged) == 5
     seen = {loaded.catalog.item_ids[i] for i in loaded.catalog.seen(0)}
-    assert seen and not seen & {str(i) for i in rec.merged}
+    assert seen and not seen & {i.item for i in rec.merged}
 
 
 def test_streamed_catalog_matches_the_in_memory_catalog(data_dir: Path, streamed_job: Job) -> None:

@@ -79,8 +79,8 @@ def test_known_user_gets_k_unseen_items_per_task(trained: Trained) -> None:
     assert rec.known_user and rec.to_json()["source"] == "model"
     assert set(rec.lists) == LIST_TASKS
     for task, items in [*rec.lists.items(), ("merged", rec.merged)]:
-        ids = [i for i, _ in items]
-        scores = [s for _, s in items]
+        ids = [i.item for i in items]
+        scores = [i.score for i in items]
         assert len(ids) == 7 and len(set(ids)) == 7, task
         assert not set(ids) & seen, f"{task} recommends an already clicked item"
         assert scores == sorted(scores, reverse=True), task
@@ -96,12 +96,15 @@ def test_lists_and_merge_agree_with_the_task_scores(trained: Trained) -> None:
     ids = trained.rec.catalog.item_ids
     for task in LIST_TASKS:
         best = top_k(scores[task], 5)
-        assert rec.lists[task] == [(ids[cand[i]], pytest.approx(scores[task][i])) for i in best]
+        got = [(i.item, i.score) for i in rec.lists[task]]
+        assert got == [(ids[cand[i]], pytest.approx(scores[task][i])) for i in best]
     # The quickstart merge: weighted product with click 1, purchase 2.
     assert (rec.strategy, rec.weights) == ("weighted_product", {"click": 1.0, "purchase": 2.0})
     fused = merge("weighted_product", scores, {"click": 1.0, "purchase": 2.0})
     best = top_k(fused, 5)
-    assert rec.merged == [(ids[cand[i]], pytest.approx(fused[i])) for i in best]
+    assert [(i.item, i.score) for i in rec.merged] == [
+        (ids[cand[i]], pytest.approx(fused[i])) for i in best
+    ]
     # p(click)·p(purchase)² by hand for the top item.
     i = best[0]
     assert fused[i] == pytest.approx(scores["click"][i] * scores["purchase"][i] ** 2, rel=1e-6)
@@ -117,8 +120,8 @@ def test_other_strategy_and_weights(trained: Trained) -> None:
     fused = merge("rrf", scores, {"click_purchase": 1.0})
     ids = trained.rec.catalog.item_ids
     # RRF with one task ranks exactly like that task.
-    assert [i for i, _ in rec.merged] == [i for i, _ in rec.lists["click_purchase"]]
-    assert [i for i, _ in rec.merged] == [ids[cand[j]] for j in top_k(fused, 4)]
+    assert [i.item for i in rec.merged] == [i.item for i in rec.lists["click_purchase"]]
+    assert [i.item for i in rec.merged] == [ids[cand[j]] for j in top_k(fused, 4)]
 
 
 def test_candidates_restrict_the_lists(trained: Trained) -> None:
@@ -126,7 +129,7 @@ def test_candidates_restrict_the_lists(trained: Trained) -> None:
     allowed = ["3", "17", "42"]
     rec = trained.rec.recommend(str(user), k=10, candidates=allowed)
     for items in [*rec.lists.values(), rec.merged]:
-        assert sorted(i for i, _ in items) == sorted(allowed)
+        assert sorted(i.item for i in items) == sorted(allowed)
     with pytest.raises(MtrsUserError, match="'999'"):
         trained.rec.recommend(str(user), candidates=["3", "999"])
 
@@ -156,18 +159,24 @@ def test_profile_holds_the_user_scoped_task(trained: Trained) -> None:
 def test_unknown_user_gets_flagged_popularity_lists(trained: Trained) -> None:
     rec = trained.rec.recommend("no-such-user", k=5)
     doc = rec.to_json()
-    assert not rec.known_user
+    assert not rec.known_user and rec.fallback and doc["fallback"] is True
     assert "popularity" in doc["source"]
     assert rec.profile == {}
     assert set(rec.lists) == LIST_TASKS
-    # The click list ranks items by their clicks in the training split.
+    assert (rec.strategy, rec.weights) == ("popularity", {})
+    # The click list ranks items by their share of the clicks in the training split.
     job = trained.job
     train = job.prepared.in_memory().frame[job.prepared.in_memory().split == TRAIN]
     clicks = train.groupby("item_id")["click"].sum()
-    for item, score in rec.lists["click"]:
-        assert score == clicks.get(int(item), 0)
-    assert rec.lists["click"][0][1] == clicks.max()
-    assert [s for _, s in rec.lists["click"]] == sorted(clicks.to_numpy(), reverse=True)[:5]
+    share = clicks / clicks.sum()
+    for entry in rec.lists["click"]:
+        assert entry.score is None
+        assert entry.popularity == pytest.approx(share.get(int(entry.item), 0.0))
+    assert rec.lists["click"][0].popularity == pytest.approx(share.max())
+    expected = sorted(share.to_numpy(), reverse=True)[:5]
+    assert [i.popularity for i in rec.lists["click"]] == pytest.approx(expected)
+    # Popularity, not scores, in the JSON.
+    assert all("score" not in e and "popularity" in e for e in doc["lists"]["click"])
     assert len(rec.merged) == 5
 
 

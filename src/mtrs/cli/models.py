@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mtrs.artifact import load_model, save_job
@@ -87,21 +88,54 @@ def evaluate(
     console.print(metrics_table(f"test metrics — {model_dir}", {"test": doc["tasks"]}))
 
 
+def _cell(value: object) -> str:
+    """A data value as table text: empty when missing, never read as rich markup."""
+    return "" if value is None else escape(str(value))
+
+
 def print_recommendation(rec: Recommendation) -> None:
-    """Per-task lists side by side, the merged list, and the predicted profile."""
-    source = "model" if rec.known_user else "[yellow]popularity — unknown user[/]"
-    k = max([len(v) for v in rec.lists.values()] + [len(rec.merged)])
-    table = Table(title=f"user {rec.user} ({source})")
-    table.add_column("rank", justify="right")
-    for t in rec.lists:
-        table.add_column(t)
-    weights = ", ".join(f"{t}={w:g}" for t, w in rec.weights.items())
-    table.add_column(f"merged ({rec.strategy}: {weights})")
-    for r in range(k):
-        cells = [f"{v[r][0]} ({v[r][1]:.3f})" if r < len(v) else "" for v in rec.lists.values()]
-        merged = rec.merged[r][0] if r < len(rec.merged) else ""
-        table.add_row(str(r + 1), *cells, merged)
-    console.print(table)
+    """The merged list, then each task's list (id, title, display columns, score), and the profile.
+
+    An unknown user's lists are the popularity fallback: a ``popularity`` column (the item's
+    share of the training positives, as a percentage) instead of scores.
+    """
+    if rec.fallback:
+        console.print(
+            f"user {escape(rec.user)}: [yellow]unknown user — popularity fallback[/] (popularity = "
+            "share of training interactions; a task's list: share of that task's training "
+            "positives)",
+            soft_wrap=True,
+        )
+        merged_title = "merged (popularity)"
+    else:
+        console.print(f"user {escape(rec.user)}: lists from the model", soft_wrap=True)
+        weights = ", ".join(f"{t}={w:g}" for t, w in rec.weights.items())
+        merged_title = f"merged ({rec.strategy}: {weights})"
+    lists = {merged_title: rec.merged, **rec.lists}
+    every = [item for items in lists.values() for item in items]
+    titled = any(item.title is not None for item in every)
+    display = list(dict.fromkeys(c for item in every for c in item.display))
+    for name, items in lists.items():
+        console.print(f"[bold]{escape(name)}[/]", soft_wrap=True)
+        table = Table()
+        table.add_column("rank", justify="right")
+        table.add_column("item")
+        if titled:
+            table.add_column("title")
+        for c in display:
+            table.add_column(escape(c))
+        table.add_column("popularity" if rec.fallback else "score", justify="right")
+        for r, item in enumerate(items, start=1):
+            shown = [_cell(item.display.get(c)) for c in display]
+            value = (
+                f"{100 * item.popularity:.2f}%"
+                if item.popularity is not None
+                else fmt(item.score, 3)
+            )
+            table.add_row(
+                str(r), _cell(item.item), *([_cell(item.title)] if titled else []), *shown, value
+            )
+        console.print(table)
     if rec.profile:
         parts = []
         for task, value in rec.profile.items():

@@ -29,6 +29,8 @@ class DataConfig(StrictModel):
     ``interactions`` table, split by ``[split]``, or given ``train``, ``valid`` and ``test``
     tables (the split is then the files'). An empty ``user_col``, ``item_col`` or
     ``time_col`` says the log has no such column; the config checks that nothing asks for it.
+    ``item_title_col`` and ``display_cols`` name items-table columns that recommendations show
+    with each item.
     """
 
     interactions: str | None = None
@@ -45,6 +47,8 @@ class DataConfig(StrictModel):
     chunk_rows: int = Field(default=262144, ge=1)
     shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
     eval_rows: int = Field(default=200_000, ge=1)
+    item_title_col: str | None = None
+    display_cols: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_log(self) -> DataConfig:

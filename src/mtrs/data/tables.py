@@ -208,3 +208,24 @@ def check_unit(df: pd.DataFrame, cfg: JobConfig) -> None:
     unit = cfg.split.unit
     if unit is not None and unit not in df.columns:
         raise MtrsUserError(f"{cfg.data.log_name}: split.unit column '{unit}' not found")
+
+
+def check_item_columns(data: DataConfig, items: pd.DataFrame | None) -> None:
+    """``data.item_title_col`` and ``data.display_cols`` must name columns of the items table.
+
+    Raises:
+        MtrsUserError: A named column the items table lacks, or no items table at all.
+    """
+    named = [("data.item_title_col", data.item_title_col)] if data.item_title_col else []
+    named += [("data.display_cols", c) for c in data.display_cols]
+    for key, col in named:
+        if items is None:
+            raise MtrsUserError(
+                f"{data.log_name}: {key} = '{col}' needs an items table (set data.items)"
+            )
+        if col not in items.columns:
+            present = ", ".join(map(str, items.columns))
+            raise MtrsUserError(
+                f"{data.items or 'the items table'}: {key} = '{col}' is not a column of the "
+                f"items table (columns present: {present})"
+            )

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from mtrs.config.models import DataConfig
 from mtrs.data.batch import Batch
 from mtrs.data.encoders import KeyIndex, Moments, as_keys, merge_moments, moments
 from mtrs.data.history import HistoryBuilder, HistoryInput, source_mask
@@ -63,7 +64,12 @@ class Catalog:
         context: One encoded row of default context (the most frequent value of each
             categorical context feature, the mean of each numeric one).
         seen_ptr, seen_idx: CSR rows of item positions each user already interacted with.
-        popularity: Per task (and ``"_all"``), the item's positive count in training.
+        popularity: Per binary task, funnel joint task (and ``"_all"``), the item's positive
+            count in training (``"_all"``: the training events the history counts, every
+            event without one).
+        titles: Per item, the value of ``data.item_title_col`` in the items table (None where
+            the table has none); None when the job names no title column.
+        display: Per ``data.display_cols`` column, the item's values (JSON scalars or None).
     """
 
     item_ids: list[str]
@@ -74,6 +80,8 @@ class Catalog:
     seen_ptr: np.ndarray
     seen_idx: np.ndarray
     popularity: dict[str, np.ndarray]
+    titles: list[str | None] | None = None
+    display: dict[str, list[Any]] = field(default_factory=dict)
 
     def user_row(self, user_id: str) -> int | None:
         """Row of a raw user id, or None for an unknown user."""
@@ -90,6 +98,16 @@ class Catalog:
             index = pd.Index(self.item_ids)
             object.__setattr__(self, "_item_index", index)
         return np.asarray(index.get_indexer(pd.Index([str(i) for i in item_ids])), dtype=np.int64)
+
+    def popularity_share(self, name: str = "_all") -> np.ndarray:
+        """Each item's share of the training positives of task ``name`` (sums to 1).
+
+        A task without its own counts (regression, multiclass) and ``"_all"`` use the training
+        interactions (the events the history counts).
+        """
+        counts = self.popularity.get(name, self.popularity["_all"]).astype(np.float64)
+        total = counts.sum()
+        return counts / total if total > 0 else np.zeros_like(counts)
 
     def seen(self, row: int) -> np.ndarray:
         """Item positions the user already interacted with."""
@@ -109,12 +127,17 @@ class Catalog:
         return {k: v.contiguous() for k, v in out.items()}
 
     def meta(self) -> dict[str, Any]:
-        """The JSON part (raw ids)."""
-        return {"item_ids": self.item_ids, "user_ids": self.user_ids}
+        """The JSON part (raw ids, item titles and display values)."""
+        return {
+            "item_ids": self.item_ids,
+            "user_ids": self.user_ids,
+            "titles": self.titles,
+            "display": self.display,
+        }
 
     @classmethod
     def load(cls, meta: dict[str, Any], flat: dict[str, Tensor]) -> Catalog:
-        """Inverse of :meth:`meta` + :meth:`tensors`."""
+        """Inverse of :meth:`meta` + :meth:`tensors` (a catalog saved before titles has none)."""
         pop = {
             k.split(".", 1)[1]: v.numpy() for k, v in flat.items() if k.startswith("popularity.")
         }
@@ -127,7 +150,44 @@ class Catalog:
             flat["seen_ptr"].numpy(),
             flat["seen_idx"].numpy(),
             pop,
+            meta.get("titles"),
+            dict(meta.get("display") or {}),
         )
+
+
+def _json_scalar(value: Any) -> Any:
+    """A table cell as JSON: str, int, float or bool as they are, missing as None, else text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return value if isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def item_columns(
+    item_ids: list[str], items_table: pd.DataFrame | None, data: DataConfig
+) -> tuple[list[str | None] | None, dict[str, list[Any]]]:
+    """Titles and display values of the catalog items, looked up in the items table.
+
+    Args:
+        item_ids: The catalog's raw item ids.
+        items_table: The items table (checked against ``[data]`` by ``check_item_columns``).
+        data: ``item_col``, ``item_title_col`` and ``display_cols``.
+
+    Returns:
+        ``(titles, display)``: None and ``{}`` when the job names no such columns; an item the
+        table lacks (or whose cell is empty) gets None.
+    """
+    wanted = [c for c in (data.item_title_col, *data.display_cols) if c]
+    if items_table is None or not wanted:
+        return None, {}
+    keys = pd.Index(as_keys(items_table[data.item_col]).astype(str))
+    rows = items_table[list(dict.fromkeys(wanted))].set_axis(keys).reindex(item_ids)
+    values = {c: [_json_scalar(v) for v in rows[c].astype(object)] for c in rows.columns}
+    titles = None
+    if data.item_title_col:
+        titles = [None if v is None else str(v) for v in values[data.item_title_col]]
+    return titles, {c: values[c] for c in data.display_cols}
 
 
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
@@ -183,10 +243,18 @@ class CatalogBuilder:
         if sum(len(p) for p in self.pair_parts) > 2 * len(self.pair_parts[0]) + 2**20:
             self.pair_parts = [self._pairs()]
         self._grow("_all", item, (count & src).astype(np.float64))
+        positives: dict[str, np.ndarray] = {}
         for t in self.proc.tasks:
             if t.config.type == "binary" and t.config.scope == "event":
-                w = np.nan_to_num(label_values(frame[t.config.label_column], t.config))
-                self._grow(t.config.name, item, w * count)
+                positives[t.config.name] = np.nan_to_num(
+                    label_values(frame[t.config.label_column], t.config)
+                )
+                self._grow(t.config.name, item, positives[t.config.name] * count)
+        # A funnel's joint task counts the rows positive for both its parent and its child.
+        for r in self.proc.cfg.relations:
+            if r.parent in positives and r.child in positives:
+                joint = positives[r.parent] * positives[r.child]
+                self._grow(r.joint_name, item, joint * count)
         for f in self.proc.cfg.features:
             if f.group in CONTEXT_GROUPS and f.kind != "history":
                 col = frame[f.source_column]
@@ -269,6 +337,7 @@ class CatalogBuilder:
             pop = np.zeros(len(item_keys))
             pop[item_pos[: len(by_code)]] = by_code
             popularity[name] = pop
+        titles, display = item_columns(item_keys, items_table, d)
         return Catalog(
             item_keys,
             [user_keys[c] for c in user_order],
@@ -278,6 +347,8 @@ class CatalogBuilder:
             seen_ptr,
             i,
             popularity,
+            titles,
+            display,
         )
 
 

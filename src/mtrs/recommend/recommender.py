@@ -18,27 +18,69 @@ from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.merge import merge, top_k
 from mtrs.tasks.taskset import TaskSet
 
+POPULARITY = "popularity"
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    """One entry of a list: the item, what ranked it, and what the items table says of it.
+
+    Attributes:
+        item: The raw item id.
+        score: The model's score (a task's output, or the merged score); None in a popularity
+            fallback.
+        popularity: In a popularity fallback (unknown user), the item's share of the training
+            positives of the list's task (``Catalog.popularity_share``); else None.
+        title: The ``data.item_title_col`` value, if the model has titles.
+        display: The ``data.display_cols`` values, by column.
+    """
+
+    item: str
+    score: float | None = None
+    popularity: float | None = None
+    title: str | None = None
+    display: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """``item``, ``title``, ``display`` and either ``score`` or ``popularity``."""
+        out: dict[str, Any] = {"item": self.item, "title": self.title, "display": self.display}
+        if self.popularity is not None:
+            out["popularity"] = self.popularity
+        else:
+            out["score"] = self.score
+        return out
+
 
 @dataclass
 class Recommendation:
-    """Lists for one user: per task, merged, and the predicted profile."""
+    """Lists for one user: per task, merged, and the predicted profile.
+
+    An unknown user gets the popularity fallback: every list ranks by training popularity
+    (``RecommendedItem.popularity``, no scores), ``strategy`` is ``"popularity"`` and the
+    profile is empty.
+    """
 
     user: str
     known_user: bool
-    lists: dict[str, list[tuple[str, float]]]
-    merged: list[tuple[str, float]]
+    lists: dict[str, list[RecommendedItem]]
+    merged: list[RecommendedItem]
     strategy: str
     weights: dict[str, float]
     profile: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def fallback(self) -> bool:
+        """Whether the lists are the popularity fallback of an unknown user."""
+        return not self.known_user
+
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form (``source`` says whether lists are personal or popularity)."""
-        as_items = lambda pairs: [{"item": i, "score": s} for i, s in pairs]  # noqa: E731
+        """JSON-ready form (``source`` and ``fallback`` say where the lists come from)."""
         return {
             "user": self.user,
             "source": "model" if self.known_user else "popularity (unknown user)",
-            "lists": {k: as_items(v) for k, v in self.lists.items()},
-            "merged": as_items(self.merged),
+            "fallback": self.fallback,
+            "lists": {k: [i.to_json() for i in v] for k, v in self.lists.items()},
+            "merged": [i.to_json() for i in self.merged],
             "merge": {"strategy": self.strategy, "weights": self.weights},
             "profile": self.profile,
         }
@@ -191,29 +233,36 @@ class Recommender:
         row = self.catalog.user_row(user_id)
         cand = self._candidates(row, candidates)
         if row is None:
-            scores = {
-                t: self.catalog.popularity.get(t, self.catalog.popularity["_all"])[cand].astype(
-                    np.float64
-                )
-                for t in self.list_tasks
-            }
-            merged_scores = self.catalog.popularity["_all"][cand].astype(np.float64)
+            # Unknown user: popularity, as shares of the training positives, not task scores.
+            scores = {t: self.catalog.popularity_share(t)[cand] for t in self.list_tasks}
+            merged_scores = self.catalog.popularity_share()[cand]
             profile: dict[str, Any] = {}
+            strategy, weights = POPULARITY, {}
         else:
             scores, profile = self.score(row, cand)
             try:
                 merged_scores = merge(strategy, scores, weights, rrf_k=self.cfg.rrf_k)
             except ValueError as err:
                 raise MtrsUserError(f"merge: {err}") from None
-        ids = self.catalog.item_ids
-        lists = {}
-        for t, s in scores.items():
-            top = top_k(s, k)
-            lists[t] = [(ids[cand[i]], float(s[i])) for i in top]
-        top = top_k(merged_scores, k)
-        merged = [(ids[cand[i]], float(merged_scores[i])) for i in top]
+        fallback = row is None
+
+        def ranked(s: np.ndarray) -> list[RecommendedItem]:
+            return [self.item(int(cand[i]), float(s[i]), fallback) for i in top_k(s, k)]
+
+        lists = {t: ranked(s) for t, s in scores.items()}
         return Recommendation(
-            str(user_id), row is not None, lists, merged, strategy, weights, profile
+            str(user_id), not fallback, lists, ranked(merged_scores), strategy, weights, profile
+        )
+
+    def item(self, position: int, value: float, popularity: bool = False) -> RecommendedItem:
+        """The list entry of a catalog position: ``value`` as its score (or its popularity)."""
+        cat = self.catalog
+        return RecommendedItem(
+            cat.item_ids[position],
+            score=None if popularity else value,
+            popularity=value if popularity else None,
+            title=cat.titles[position] if cat.titles is not None else None,
+            display={c: v[position] for c, v in cat.display.items()},
         )
 
     def _candidates(self, row: int | None, candidates: list[str] | None) -> np.ndarray:
