@@ -45,9 +45,22 @@ def test_idless_impressions_with_given_files_learn_click_and_the_funnel(
     assert oracle_joint - 0.06 < tasks["click_conversion"]["auc"] <= oracle_joint + 0.01
     assert "gauc" not in tasks["click"]  # no user ids, no per-user metric
     # Nothing to rank without user or item ids: one clear line, exit 2.
-    code = run(["recommend", str(tmp_path / "model-4"), "--user", "1"])
-    assert code == 2
+    model = str(tmp_path / "model-4")
+    assert run(["recommend", model, "--user", "1"]) == 2
     assert "trained without user ids (data.user_col is empty)" in capsys.readouterr().err
+    # Given rows are scored instead: predicting test.csv reproduces the test metric.
+    preds = tmp_path / "preds.csv"
+    assert run(["predict", model, str(ex.files["test"]), "--out", str(preds), "--keep", "c1"]) == 0
+    scored = pd.read_csv(preds)
+    assert list(scored.columns) == ["c1", "click", "conversion", "click_conversion"]
+    assert scored["c1"].tolist() == test["c1"].tolist()
+    assert auc(test["click"].to_numpy(), scored["click"].to_numpy()) == pytest.approx(
+        tasks["click"]["auc"], abs=1e-6
+    )
+    capsys.readouterr()
+    assert run(["predict", model, str(ex.files["test"]), "--out", str(ex.files["test"])]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert len(pd.read_csv(ex.files["test"])) == len(test)  # the input is untouched
 
 
 def test_numeric_two_task_regression_nears_the_noise_floor(

@@ -155,6 +155,10 @@ def recommend(
     weights: Annotated[
         str | None, typer.Option(help="Task weights, e.g. click=1,purchase=2")
     ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated item ids to rank (default: every item not yet seen)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Top-K list per task and the merged list for one user."""
@@ -164,11 +168,32 @@ def recommend(
         )
     if k is not None and k < 1:
         raise MtrsUserError("--k: must be at least 1")
-    rec = load_model(model_dir).recommender().recommend(user, k, merge, parse_weights(weights))
+    cands = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+    rec = (
+        load_model(model_dir)
+        .recommender()
+        .recommend(user, k, merge, parse_weights(weights), candidates=cands)
+    )
     if as_json:
         print_json(rec.to_json())
     else:
         print_recommendation(rec)
+
+
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory from `mtrs train`.")],
+    rows: Annotated[Path, typer.Argument(help="CSV or Parquet rows to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Predictions file (.csv or .parquet).")],
+    keep: Annotated[
+        str | None, typer.Option(help="Comma-separated input columns to copy (e.g. an id).")
+    ] = None,
+) -> None:
+    """Score given rows (e.g. the candidate impressions of an id-less log): one column per task."""
+    from mtrs.predict_rows import predict_file
+
+    cols = [c.strip() for c in keep.split(",") if c.strip()] if keep else []
+    result = predict_file(model_dir, rows, out, cols)
+    console.print(f"scored {len(result):,} rows; predictions: {out}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -176,3 +201,4 @@ def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(evaluate)
     app.command()(recommend)
+    app.command()(predict)
