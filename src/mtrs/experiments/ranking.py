@@ -83,7 +83,8 @@ def ranking_setup(
     Args:
         prepared: The job's prepared data (frame and split).
         relevant_col: A row of the period is relevant where this column equals 1 (MovieLens:
-            ``like``, i.e. a rating of 4 or more; NaN on sampled non-interactions).
+            ``like``, i.e. a rating of 4 or more; NaN on sampled non-interactions). A task's
+            name stands for its label column (so a derived label can be named).
         max_users: Evaluate only the first this many users (in catalog order), for quick runs.
         period: TEST (the default), or VALID to choose settings without looking at the test
             period.
@@ -93,6 +94,9 @@ def ranking_setup(
     """
     memory, cfg = prepared.in_memory(), prepared.cfg.data
     frame = memory.frame
+    labels = {t.name: t.label_column for t in prepared.cfg.tasks}
+    if relevant_col not in frame.columns and relevant_col in labels:
+        relevant_col = labels[relevant_col]
     if relevant_col not in frame.columns:
         raise MtrsUserError(f"ranking: relevance column '{relevant_col}' not found")
     catalog = catalog_as_of(prepared, period)
