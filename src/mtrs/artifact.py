@@ -61,6 +61,7 @@ def metrics_document(job: Job) -> dict[str, Any]:
         "monitor": r.monitor,
         "best_epoch": r.best_epoch,
         "train_seconds": r.seconds,
+        "warnings": job.warnings,
         "history": [
             {
                 "epoch": e.epoch,

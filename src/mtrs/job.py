@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -28,6 +28,7 @@ class Job:
     tasks: TaskSet
     result: TrainResult
     test_metrics: dict[str, dict[str, float]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def catalog(self) -> Catalog:
@@ -85,4 +86,26 @@ def run_job(
         else {}
     )
     model.cpu()
-    return Job(cfg, prepared, model, tasks, result, test_metrics)
+    return Job(
+        cfg, prepared, model, tasks, result, test_metrics, job_warnings(cfg, prepared, result)
+    )
+
+
+def job_warnings(cfg: JobConfig, prepared: Prepared, result: TrainResult) -> list[str]:
+    """What a job could not do that its config asked for (printed, and kept in metrics.json)."""
+    out = []
+    s = cfg.split
+    for rows, name, fraction in ((prepared.valid, "validation", s.valid_fraction),
+                                 (prepared.test, "test", s.test_fraction)):  # fmt: skip
+        asked = fraction > 0 if s.method != "given" else False
+        if asked and (rows is None or len(rows) == 0):
+            what = (
+                "no early stopping or validation metrics"
+                if name == "validation"
+                else ("no test metrics")
+            )
+            out.append(
+                f"split: the {name} split is empty ({s.method} split, {name} fraction "
+                f"{fraction:g}): {what}"
+            )
+    return out + result.warnings

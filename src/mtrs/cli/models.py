@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mtrs.artifact import load_model, save_job
-from mtrs.cli.output import console, fmt, metrics_table, print_json
+from mtrs.cli.output import console, err_console, fmt, metrics_table, print_json
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
 from mtrs.job import run_job
@@ -55,10 +55,13 @@ def train(
     cfg.train.progress = cfg.train.progress and not as_json
     job = run_job(cfg)
     save_job(job, out)
+    for warning in job.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if as_json:
         print_json(
             {
                 "model_dir": str(out),
+                "warnings": job.warnings,
                 "tasks": job.test_metrics,
                 "num_parameters": job.num_parameters,
                 "best_epoch": job.result.best_epoch,

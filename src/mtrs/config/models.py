@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -474,6 +475,9 @@ class JobConfig(StrictModel):
                     f"recommend.weights: '{w}' is not a task with a list "
                     f"(lists: {', '.join(sorted(listed))})"
                 )
+        for w, value in self.recommend.weights.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"recommend.weights.{w}: {value} is not a finite number >= 0")
         return self
 
 

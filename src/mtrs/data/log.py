@@ -31,6 +31,7 @@ from mtrs.data.split import (
 from mtrs.data.tables import (
     Tables,
     check_keys,
+    check_side_tables,
     finish_rows,
     load_tables,
     merge_tables,
@@ -95,6 +96,7 @@ class FrameLog:
     def __init__(self, cfg: JobConfig, tables: Tables | None = None) -> None:
         tables = tables or load_tables(cfg)
         d = cfg.data
+        check_side_tables(tables, cfg)
         df = finish_rows(merge_tables(tables, d), cfg)
         order = time_order(df, cfg)
         df = df.iloc[order].reset_index(drop=True)
@@ -214,6 +216,7 @@ class ParquetLog:
         self.num_rows = int(self.file.metadata.num_rows)
         if self.num_rows == 0:
             raise MtrsUserError(f"{self.path}: the table is empty")
+        check_side_tables(Tables(pd.DataFrame(), users, items), cfg)
         self.users = users
         self.items = items
         self.memory: FrameLog | None = None

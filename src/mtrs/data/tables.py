@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,14 +151,42 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
                 raise MtrsUserError(f"{where}: task '{t.name}' needs column '{c}', not found")
     for f in cfg.features:
         if f.kind == "numeric":
-            col = df[f.source_column]
-            if not pd.api.types.is_numeric_dtype(col):
-                bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
-                row = int(bad.to_numpy().argmax())
-                raise MtrsUserError(
-                    f"{where}: numeric feature '{f.name}' column '{f.source_column}' has "
-                    f"non-numeric value '{col.iloc[row]}' at data row {row + 1}"
-                )
+            check_numbers(df[f.source_column], where, f"numeric feature '{f.name}'")
+
+
+def check_numbers(col: pd.Series, where: str, what: str) -> None:
+    """A numeric column holds numbers (missing is fine: it means unknown), none infinite.
+
+    Raises:
+        MtrsUserError: Naming ``where`` (the file), ``what``, the column, the value and the row.
+    """
+    if not pd.api.types.is_numeric_dtype(col):
+        bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise MtrsUserError(
+                f"{where}: {what} column '{col.name}' has non-numeric value "
+                f"'{col.iloc[row]}' at data row {row + 1}"
+            )
+        col = pd.to_numeric(col, errors="coerce")
+    v = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    inf = np.isinf(v)
+    if inf.any():
+        row = int(inf.argmax())
+        raise MtrsUserError(
+            f"{where}: {what} column '{col.name}' has infinite value {v[row]} at data row "
+            f"{row + 1} ({int(inf.sum())} rows); numbers must be finite (empty means unknown)"
+        )
+
+
+def check_side_tables(tables: Tables, cfg: JobConfig) -> None:
+    """Numeric columns of the users and items tables, checked where they are (file and row)."""
+    for table, path in ((tables.users, cfg.data.users), (tables.items, cfg.data.items)):
+        if table is None:
+            continue
+        for f in cfg.features:
+            if f.kind == "numeric" and f.source_column in table.columns:
+                check_numbers(table[f.source_column], str(path), f"numeric feature '{f.name}'")
 
 
 def check_labels(df: pd.DataFrame, cfg: JobConfig) -> None:
@@ -167,13 +196,8 @@ def check_labels(df: pd.DataFrame, cfg: JobConfig) -> None:
         if t.positive_value is not None or not isinstance(t.label, str):
             continue  # a derived label is 0, 1 or empty by construction
         col = df[t.label]
-        if t.type in ("binary", "regression") and not pd.api.types.is_numeric_dtype(col):
-            bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
-            row = int(bad.to_numpy().argmax())
-            raise MtrsUserError(
-                f"{where}: task '{t.name}' label column '{t.label}' has non-numeric value "
-                f"'{col.iloc[row]}' at data row {row + 1}"
-            )
+        if t.type in ("binary", "regression"):
+            check_numbers(col, where, f"task '{t.name}' label")
         if t.type == "binary":
             v = col.to_numpy(dtype=float)
             bad_mask = ~((v == 0) | (v == 1) | pd.isna(v))
@@ -190,17 +214,36 @@ def parse_times(df: pd.DataFrame, data: DataConfig) -> pd.Series:
     """The time column as numbers: numeric as it is, dates as Unix seconds.
 
     Raises:
-        MtrsUserError: A column that is neither numeric nor dates.
+        MtrsUserError: A missing, infinite or unparseable time, naming the first such row
+            and how many there are; a column that is neither numeric nor dates.
     """
     col = df[data.time_key]
     if pd.api.types.is_numeric_dtype(col):
-        return col
-    try:
-        return pd.to_datetime(col).astype("int64") // 10**9
-    except (ValueError, TypeError):
+        values = col.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        out = col
+    else:
+        with warnings.catch_warnings():
+            # pandas warns when it cannot infer one format; the rows that fail are named below.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                parsed = pd.to_datetime(col, errors="coerce", utc=True)
+            except (ValueError, TypeError):
+                raise MtrsUserError(
+                    f"{data.log_name}: time column '{data.time_col}' is neither numeric nor a date"
+                ) from None
+        bad = parsed.isna().to_numpy()
+        out = pd.Series(parsed.astype("int64") // 10**9, index=col.index)
+    if bad.any():
+        row = int(bad.argmax())
+        value = col.iloc[row]
+        shown = "empty" if pd.isna(value) else f"'{value}'"
         raise MtrsUserError(
-            f"{data.log_name}: time column '{data.time_col}' is neither numeric nor a date"
-        ) from None
+            f"{data.log_name}: time column '{data.time_col}' is {shown} at data row "
+            f"{row + 1} ({int(bad.sum())} of {len(col)} rows are missing or not a time); "
+            'fill or drop them, or set data.time_col = "" if the log has no times'
+        )
+    return out
 
 
 def check_unit(df: pd.DataFrame, cfg: JobConfig) -> None:

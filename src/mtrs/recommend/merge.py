@@ -10,6 +10,7 @@ import numpy as np
 __all__ = [
     "MERGERS",
     "Merger",
+    "check_weights",
     "merge",
     "ranks",
     "reciprocal_rank_fusion",
@@ -20,6 +21,19 @@ __all__ = [
 
 # Probabilities below this are clipped before the log so a zero never wipes out the product.
 _LOG_EPS = 1e-12
+
+
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Merge weights are finite, not negative, and not all zero.
+
+    Raises:
+        ValueError: Naming the first bad weight.
+    """
+    for name, w in weights.items():
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"weight of '{name}' is {w}; weights are finite numbers >= 0")
+    if weights and not any(w > 0 for w in weights.values()):
+        raise ValueError("every weight is 0; at least one list must count")
 
 
 def _sort_key(scores: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from mtrs.data.processor import FittedProcessor
 from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import USER_SIDE
 from mtrs.recommend.catalog import Catalog
-from mtrs.recommend.merge import merge, top_k
+from mtrs.recommend.merge import check_weights, merge, top_k
 from mtrs.tasks.taskset import TaskSet
 
 POPULARITY = "popularity"
@@ -228,6 +228,10 @@ class Recommender:
                     f"merge weights: '{name}' is not a task with a list "
                     f"(tasks: {', '.join(self.list_tasks)})"
                 )
+        try:
+            check_weights(weights)
+        except ValueError as err:
+            raise MtrsUserError(f"merge weights: {err}") from None
         if not weights:
             weights = {t: 1.0 for t in self.list_tasks if self.tasks.is_probability(t)}
         row = self.catalog.user_row(user_id)

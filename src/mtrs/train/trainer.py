@@ -44,6 +44,7 @@ class TrainResult:
     best_valid: dict[str, dict[str, float]]
     monitor: str | None
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 class BatchStream(Protocol):
@@ -286,9 +287,20 @@ class Trainer:
                         break
                 if self.stop_requested:
                     break
+        warnings = []
+        if monitor is not None and best_state is None and history:
+            # The monitor was undefined at every epoch (e.g. one class in the validation
+            # labels): no epoch could be chosen, so the last one is kept and said so.
+            best_epoch, best_valid = history[-1].epoch, history[-1].valid
+            warnings.append(
+                f"train.early_stop: '{monitor}' is undefined on the validation split at every "
+                f"epoch (its labels have one class, or no rows count); no early stopping, "
+                f"the last epoch ({best_epoch}) is kept"
+            )
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        return TrainResult(history, best_epoch, best_valid, monitor, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return TrainResult(history, best_epoch, best_valid, monitor, seconds, warnings)
 
     @staticmethod
     def _monitor_value(metrics: dict[str, dict[str, float]], monitor: str) -> float:
