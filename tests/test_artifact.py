@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrs.artifact import LoadedModel, load_model, save_job
+from mtrs.artifact import LoadedModel, load_model, save_job, write_manifest
 from mtrs.config.load import config_from_dict, load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.profiles import hold_out_profiles
@@ -169,6 +169,34 @@ def test_manifest_entry_dropped_or_broken_is_rejected(model_dir: Path, tmp_path:
     (copy / "manifest.json").write_text("{not json")
     with pytest.raises(MtrsUserError, match="manifest"):
         load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "fragment"),
+    [
+        (
+            "processor.json",
+            lambda d: d.pop("format"),
+            "format is None, expected 'mtrs.processor/1'",
+        ),
+        ("processor.json", lambda d: d.pop("vocabs"), "KeyError"),
+        ("catalog.json", lambda d: d.clear(), "not a valid mtrs file"),
+        ("manifest.json", lambda d: d.pop("format"), "expected format 'mtrs.model/1'"),
+    ],
+)
+def test_a_json_part_edited_with_its_checksum_updated_is_still_rejected(
+    model_dir: Path, tmp_path: Path, name: str, edit: Any, fragment: str
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    doc = json.loads((copy / name).read_text())
+    edit(doc)
+    (copy / name).write_text(json.dumps(doc))
+    if name != "manifest.json":
+        write_manifest(copy)  # the tamperer also fixed the checksum
+    with pytest.raises(MtrsUserError) as info:
+        load_model(copy)
+    assert name in str(info.value) and fragment in str(info.value)
 
 
 def test_missing_file_and_directory(model_dir: Path, tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ import json
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
 from mtrs.tasks.taskset import TaskSet
 from mtrs.version import __version__
+
+MODEL_FORMAT = "mtrs.model/1"
+T = TypeVar("T")
 
 FILES = (
     "model.safetensors",
@@ -118,7 +122,7 @@ def write_manifest(directory: Path) -> None:
     write_json(
         directory / "manifest.json",
         {
-            "format": "mtrs.model/1",
+            "format": MODEL_FORMAT,
             "versions": {
                 "mtrs": __version__,
                 "torch": torch.__version__,
@@ -163,6 +167,18 @@ class LoadedModel:
         )
 
 
+def _read_part(path: Path, build: Callable[[Any], T]) -> T:
+    """Build one part of a model from its JSON file; a malformed file is a clear error."""
+    try:
+        return build(json.loads(path.read_text("utf-8")))
+    except MtrsUserError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
+        raise MtrsUserError(
+            f"{path}: not a valid mtrs file ({type(err).__name__}: {err})"
+        ) from None
+
+
 def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     """Load a model directory from safetensors, JSON and TOML (never unpickles).
 
@@ -178,8 +194,12 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     try:
         manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
         digests = dict(manifest["sha256"])
-    except (ValueError, KeyError, TypeError):
-        raise MtrsUserError(f"{d / 'manifest.json'}: not a valid mtrs manifest") from None
+        if manifest.get("format") != MODEL_FORMAT:
+            raise ValueError(manifest.get("format"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise MtrsUserError(
+            f"{d / 'manifest.json'}: not a valid mtrs manifest (expected format '{MODEL_FORMAT}')"
+        ) from None
     if verify:
         # Every file the loader reads must be covered, so dropping an entry hides nothing.
         unlisted = [name for name in FILES if name not in digests]
@@ -195,7 +215,7 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     cfg = config_from_dict(
         tomllib.loads((d / "config.toml").read_text("utf-8")), str(d / "config.toml")
     )
-    proc = FittedProcessor.from_json(json.loads((d / "processor.json").read_text("utf-8")), cfg)
+    proc = _read_part(d / "processor.json", lambda doc: FittedProcessor.from_json(doc, cfg))
     tasks = TaskSet.for_job(cfg, proc.tasks)
     model = build_model(proc, cfg, tasks)
     state = load_file(str(d / "model.safetensors"))
@@ -206,10 +226,8 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.eval()
-    catalog = Catalog.load(
-        json.loads((d / "catalog.json").read_text("utf-8")),
-        load_file(str(d / "catalog.safetensors")),
-    )
+    tensors = load_file(str(d / "catalog.safetensors"))
+    catalog = _read_part(d / "catalog.json", lambda doc: Catalog.load(doc, tensors))
     metrics = json.loads((d / "metrics.json").read_text("utf-8"))
     return LoadedModel(d, cfg, proc, model, tasks, catalog, metrics)
 

@@ -16,6 +16,8 @@ from mtrs.data.history import HistoryBuilder, HistoryInput
 from mtrs.data.labels import TaskEncoding, encode_labels
 from mtrs.errors import MtrsUserError
 
+PROCESSOR_FORMAT = "mtrs.processor/1"
+
 
 class FittedProcessor:
     """Vocabularies, scalers and label encodings fitted on training rows.
@@ -160,7 +162,7 @@ class FittedProcessor:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready state (vocabularies, scalers, label encodings)."""
         return {
-            "format": "mtrs.processor/1",
+            "format": PROCESSOR_FORMAT,
             "vocabs": {k: v.to_json() for k, v in self.vocabs.items()},
             "scalers": {k: v.to_json() for k, v in self.scalers.items()},
             "tasks": [t.to_json() for t in self.tasks],
@@ -168,7 +170,13 @@ class FittedProcessor:
 
     @classmethod
     def from_json(cls, state: dict[str, Any], cfg: JobConfig) -> FittedProcessor:
-        """Rebuild from :meth:`to_json` output and the job config it was fitted with."""
+        """Rebuild from :meth:`to_json` output and the job config it was fitted with.
+
+        Raises:
+            ValueError: Not a processor document of this format.
+        """
+        if state.get("format") != PROCESSOR_FORMAT:
+            raise ValueError(f"format is {state.get('format')!r}, expected '{PROCESSOR_FORMAT}'")
         vocabs = {k: Vocabulary.from_json(v) for k, v in state["vocabs"].items()}
         scalers = {k: Scaler.from_json(v) for k, v in state["scalers"].items()}
         by_name = {t.name: t for t in cfg.tasks}

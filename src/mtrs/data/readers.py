@@ -31,6 +31,8 @@ def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
         MtrsUserError: Missing file, unknown format, unreadable, empty, or missing column.
     """
     p = Path(path)
+    if p.is_dir():
+        raise MtrsUserError(f"{p}: is a directory; name a data file (CSV or Parquet) in it")
     if not p.is_file():
         raise MtrsUserError(f"{p}: data file not found")
     reader = _READERS.get(p.suffix.lower())
