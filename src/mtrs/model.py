@@ -11,6 +11,7 @@ from mtrs.arch import ArchContext, Architecture, get_architecture
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
+from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import FeatureEmbedding
 from mtrs.tasks.objectives import ObjectiveInput, build_objective
 from mtrs.tasks.task import Task
@@ -119,9 +120,61 @@ class HardParallelModel(nn.Module):
         return []
 
 
+# fp32 weights, their gradients and Adam's two moments: 16 bytes per embedding parameter.
+TRAIN_BYTES_PER_PARAMETER = 16
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_embeddings_fit(proc: FittedProcessor, cfg: JobConfig, copies: int = 1) -> None:
+    """Estimate the embedding tables' training memory before allocating them.
+
+    Args:
+        proc: The fitted processor (vocabulary sizes, hash buckets).
+        cfg: The job config (embedding widths).
+        copies: How many full embedding sets the architecture holds (one per task when
+            hard parallel).
+
+    Raises:
+        MtrsUserError: The tables would need more than the memory available, naming the
+            largest feature and how to shrink it.
+    """
+    available = available_memory_bytes()
+    if available is None:
+        return
+    sizes = {
+        f.name: proc.vocab_size(f.name) * (f.embedding_dim or cfg.model.embedding_dim)
+        for f in (*proc.categorical, *proc.multi_hot)
+    }
+    need = sum(sizes.values()) * TRAIN_BYTES_PER_PARAMETER * copies
+    if sizes and need > available:
+        big = max(sizes, key=sizes.__getitem__)
+        raise MtrsUserError(
+            f"features.{big}: the embedding tables need about {need / 2**30:,.1f} GiB to train "
+            f"({proc.vocab_size(big):,} rows for '{big}'), more than the "
+            f"{available / 2**30:,.1f} GiB available; lower its hash_buckets or embedding_dim, "
+            "or raise min_count"
+        )
+
+
 def build_model(proc: FittedProcessor, cfg: JobConfig, tasks: TaskSet) -> nn.Module:
-    """The model the config asks for (hard-parallel architectures get one model per task)."""
+    """The model the config asks for (hard-parallel architectures get one model per task).
+
+    Raises:
+        MtrsUserError: The embedding tables would not fit in memory.
+    """
     cls = get_architecture(cfg.model.architecture)
+    check_embeddings_fit(proc, cfg, len(list(tasks)) if cls.hard_parallel else 1)
     if cls.hard_parallel:
         return HardParallelModel(proc, cfg, tasks)
     return MultiTaskModel(proc, cfg, list(tasks))

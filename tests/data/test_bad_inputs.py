@@ -145,3 +145,22 @@ def test_one_class_validation_labels_warn_and_keep_the_last_epoch(
     doc = json.loads((model / "metrics.json").read_text())
     assert doc["best_epoch"] == 3
     assert any("the last epoch (3) is kept" in w for w in doc["warnings"])
+
+
+def test_embedding_tables_too_large_for_memory_are_refused_before_allocating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _cfg(tmp_path, _events(100))
+    text = (
+        f'[data]\ninteractions = "{cfg.data.interactions}"\n'
+        '[[features]]\nname = "item_id"\nkind = "categorical"\ngroup = "item"\n'
+        "hash_buckets = 100_000_000_000\n"
+        '[[tasks]]\nname = "click"\ntype = "binary"\nlabel = "click"\n'
+        "[train]\nepochs = 1\nprogress = false\n"
+    )
+    (tmp_path / "job.toml").write_text(text)
+    out = tmp_path / "model"
+    assert run(["train", str(tmp_path / "job.toml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "features.item_id: the embedding tables need about" in err[0]
+    assert "100,000,000,002 rows" in err[0] and not out.exists()
