@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from mtrs.config.models import JobConfig
 from mtrs.data.encoders import as_keys
+from mtrs.data.negatives import add_negatives, event_units
 from mtrs.data.readers import read_table
 from mtrs.data.split import (
     TEST,
@@ -84,6 +85,9 @@ def sort_events(df: pd.DataFrame, cfg: JobConfig) -> pd.DataFrame:
 class FrameLog:
     """The whole log in memory: merged, checked, sorted by time and split — one chunk.
 
+    With ``[data.negatives]`` the sampled rows are added first (:mod:`mtrs.data.negatives`),
+    and each positive with its negatives is one split unit unless ``split.unit`` names one.
+
     Args:
         cfg: The job config (``[data]`` and ``[split]``).
         tables: Tables already in memory (else read from ``[data]``).
@@ -95,14 +99,21 @@ class FrameLog:
     def __init__(self, cfg: JobConfig, tables: Tables | None = None) -> None:
         tables = tables or load_tables(cfg)
         d = cfg.data
+        if d.negatives is not None:
+            tables = add_negatives(tables, cfg)
         df = merge_tables(tables, d)
         check_columns(df, cfg)
         df[d.time_col] = parse_times(df, d)
         df = sort_events(df, cfg)
+        # A positive and its sampled negatives are one event: one split unit by default.
+        event = event_units(df) if d.negatives is not None else None
         check_unit(df, cfg)
         user = pd.factorize(df[d.user_col])[0]
         unit_col = cfg.split.unit
-        unit = pd.factorize(df[unit_col])[0] if unit_col else np.arange(len(df))
+        if unit_col:
+            unit = pd.factorize(df[unit_col])[0]
+        else:
+            unit = np.arange(len(df)) if event is None else event
         split = assign_split(SplitInput(user, df[d.time_col].to_numpy(), unit), cfg.split)
         if not (split == TRAIN).any():
             raise MtrsUserError(f"{d.interactions}: the training split is empty")
@@ -190,6 +201,11 @@ class ParquetLog:
             raise MtrsUserError(
                 "split.method = 'leave_last' needs the whole log in memory; use random or "
                 "temporal, or data.streaming = 'never'"
+            )
+        if d.negatives is not None:
+            raise MtrsUserError(
+                "data.negatives needs the log in memory (every user's whole item set decides "
+                "what may be sampled); set data.streaming = 'never'"
             )
         self.cfg = cfg
         self.path = Path(d.interactions)
