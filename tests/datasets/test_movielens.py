@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtrs.data.negatives import add_negatives
+from mtrs.data.tables import Tables
 from mtrs.datasets import (
     AGE_GROUPS,
     MovieLens100K,
@@ -24,6 +26,7 @@ from mtrs.datasets import (
     load_movielens_100k,
     write_tables,
 )
+from mtrs.datasets.movielens_job import movielens_config
 from mtrs.errors import MtrsUserError
 
 FILES = ("u.data", "u.item", "u.user")
@@ -112,12 +115,24 @@ def test_age_group_boundaries() -> None:
     assert set(expected) == set(AGE_GROUPS)
 
 
+def _with_negatives(ml: MovieLens100K, k: int, seed: int) -> pd.DataFrame:
+    """The benchmark's ratings-only log with its ``[data.negatives]`` rows added."""
+    cfg = movielens_config(seed=seed, negatives=k)
+    return add_negatives(Tables(*build_multitask_tables(ml)), cfg).interactions
+
+
 def test_multitask_tables(ml: MovieLens100K) -> None:
     k = 4
-    inter, users, items = build_multitask_tables(ml, negatives=k, seed=0)
+    ratings, users, items = build_multitask_tables(ml)
+    # The tables hold the ratings only; the benchmark's config samples the negatives.
+    assert len(ratings) == 100_000 and "interact" not in ratings.columns
+    inter = _with_negatives(ml, k, 0)
     assert len(inter) == 100_000 * (1 + k)
     pos = inter[inter["interact"] == 1]
     neg = inter[inter["interact"] == 0]
+    pd.testing.assert_frame_equal(
+        pos[ratings.columns].reset_index(drop=True), ratings, check_dtype=True
+    )
 
     # Exactly one rating and K negatives per event, all at the event's timestamp and user.
     per_event = inter.groupby("event_id")["interact"].agg(["sum", "size"])
@@ -162,9 +177,9 @@ def test_multitask_tables(ml: MovieLens100K) -> None:
 
 
 def test_negative_sampling_is_seeded(ml: MovieLens100K) -> None:
-    first = build_multitask_tables(ml, negatives=2, seed=7).interactions
-    again = build_multitask_tables(ml, negatives=2, seed=7).interactions
-    other = build_multitask_tables(ml, negatives=2, seed=8).interactions
+    first = _with_negatives(ml, 2, 7)
+    again = _with_negatives(ml, 2, 7)
+    other = _with_negatives(ml, 2, 8)
     pd.testing.assert_frame_equal(first, again)
     assert not first["item_id"].equals(other["item_id"])
 
@@ -179,13 +194,13 @@ def test_too_few_unrated_movies_is_a_user_error() -> None:
         ),
         items=pd.DataFrame({"item_id": [1, 2, 3], "genres": ["", "", ""], "year": [1.0] * 3}),
     )
-    assert (build_multitask_tables(ml, negatives=1).interactions["item_id"] == [1, 3, 2, 3]).all()
-    with pytest.raises(MtrsUserError, match="user_id 1"):
-        build_multitask_tables(ml, negatives=2)
+    assert (_with_negatives(ml, 1, 0)["item_id"] == [1, 3, 2, 3]).all()
+    with pytest.raises(MtrsUserError, match=r"data\.negatives\.per_positive = 2: user_id '1'"):
+        _with_negatives(ml, 2, 0)
 
 
 def test_write_tables(ml: MovieLens100K, tmp_path: Path) -> None:
-    tables = build_multitask_tables(ml, negatives=1)
+    tables = build_multitask_tables(ml)
     paths = write_tables(tables, tmp_path / "out")
     assert sorted(paths) == ["interactions", "items", "users"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

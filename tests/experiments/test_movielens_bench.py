@@ -14,6 +14,7 @@ import pytest
 from mtrs.artifact import load_model, save_job
 from mtrs.cli.main import run
 from mtrs.data.encoders import as_keys
+from mtrs.data.log import FrameLog
 from mtrs.data.split import TEST
 from mtrs.datasets import load_movielens_100k
 from mtrs.datasets.movielens_job import movielens_config, movielens_tables
@@ -91,7 +92,7 @@ def test_rank_metrics_short_candidate_lists_are_padded() -> None:
 @pytest.fixture(scope="module")
 def prepared(ml_dir: Path) -> Prepared:
     ml = load_movielens_100k(ml_dir)
-    return prepare(movielens_config(epochs=1), movielens_tables(ml, 4, 0, max_users=40))
+    return prepare(movielens_config(epochs=1), movielens_tables(ml, max_users=40))
 
 
 def test_history_value_is_a_copy_of_the_rating_not_the_label(prepared: Prepared) -> None:
@@ -147,7 +148,7 @@ def test_rank_evaluate_gives_the_same_numbers_for_a_saved_and_loaded_model(
     ml_dir: Path, tmp_path: Path
 ) -> None:
     ml = load_movielens_100k(ml_dir)
-    tables = movielens_tables(ml, 4, 0, max_users=30)
+    tables = movielens_tables(ml, max_users=30)
     job = run_job(movielens_config("shared_bottom", seed=0, epochs=1), tables=tables)
     direct = rank_evaluate(job, ks=(5, 10))
     assert set(direct) == {"interact", "like", "rating", "merged"}
@@ -222,6 +223,11 @@ def test_export_writes_the_benchmark_job_as_files(ml_dir: Path, tmp_path: Path) 
     assert cfg.features == ref.features and cfg.tasks == ref.tasks and cfg.split == ref.split
     assert cfg.model == ref.model and cfg.tune.metric == "merged/ndcg@10"
     assert cfg.tune.relevant == "like"
+    # The file holds the ratings; the config's [data.negatives] adds 4 per rating when read.
+    assert cfg.data.negatives == ref.data.negatives
+    assert cfg.data.negatives is not None and cfg.data.negatives.per_positive == 4
     inter = pd.read_parquet(cfg.data.interactions)
     ratings = len(load_movielens_100k(ml_dir).ratings)
-    assert len(inter) == 5 * ratings and inter["interact"].sum() == ratings
+    assert len(inter) == ratings and "interact" not in inter.columns
+    frame = FrameLog(cfg).frame
+    assert len(frame) == 5 * ratings and frame["interact"].sum() == ratings

@@ -23,6 +23,36 @@ class StrictModel(BaseModel):
 NO_USER, NO_ITEM, NO_TIME = "__mtrs_user__", "__mtrs_item__", "__mtrs_time__"
 
 
+class NegativesConfig(StrictModel):
+    """``[data.negatives]``: sampled non-interactions for a log of positives only.
+
+    Every row of the log gets ``per_positive`` distinct items its user never interacted with
+    anywhere in the log, at the same time and with the same user and context columns; the
+    generated column ``label`` is 1 on the log's rows and 0 on the sampled ones. See
+    :mod:`mtrs.data.negatives`.
+    """
+
+    per_positive: int = Field(default=4, ge=1)
+    distribution: Literal["uniform", "popularity"] = "uniform"
+    alpha: float | None = Field(default=None, gt=0.0, le=2.0)
+    label: str = Field(default="interact", min_length=1)
+    seed: int = 0
+
+    @property
+    def exponent(self) -> float:
+        """α of the popularity distribution, p(item) ∝ (count + 1)^α (default 1)."""
+        return 1.0 if self.alpha is None else self.alpha
+
+    @model_validator(mode="after")
+    def _alpha_needs_popularity(self) -> NegativesConfig:
+        if self.alpha is not None and self.distribution != "popularity":
+            raise ValueError(
+                "data.negatives.alpha: only applies to distribution = 'popularity' "
+                f"(distribution is '{self.distribution}')"
+            )
+        return self
+
+
 class DataConfig(StrictModel):
     """Where the tables are and which columns identify users, items and time.
 
@@ -50,6 +80,7 @@ class DataConfig(StrictModel):
     eval_rows: int = Field(default=200_000, ge=1)
     item_title_col: str | None = None
     display_cols: list[str] = Field(default_factory=list)
+    negatives: NegativesConfig | None = None
 
     @model_validator(mode="after")
     def _one_log(self) -> DataConfig:
@@ -463,6 +494,7 @@ class JobConfig(StrictModel):
                     )
         _check_relations(self.tasks, self.relations)
         _check_keys(self)
+        _check_negatives(self)
         if self.train.early_stop is not None and "/" not in self.train.early_stop:
             raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
         # Merge weights name the lists a recommendation has: event tasks that are not
@@ -550,3 +582,31 @@ def _check_relations(tasks: list[TaskConfig], relations: list[RelationConfig]) -
                 f"relations: joint name '{r.joint_name}' is already a task or relation name"
             )
         taken.add(r.joint_name)
+
+
+def _check_negatives(cfg: JobConfig) -> None:
+    """The generated label is a new column: not an id, the split unit or a model input."""
+    neg = cfg.data.negatives
+    if neg is None:
+        return
+    d = cfg.data
+    for col, field in ((d.user_col, "data.user_col"), (d.item_col, "data.item_col")):
+        if not col:
+            raise ValueError(
+                f"data.negatives: sampling never-interacted items needs {field} ({field} is empty)"
+            )
+    taken = {d.user_col: "data.user_col", d.item_col: "data.item_col", d.time_col: "data.time_col"}
+    if cfg.split.unit:
+        taken.setdefault(cfg.split.unit, "split.unit")
+    if neg.label in taken:
+        raise ValueError(
+            f"data.negatives.label: '{neg.label}' is already {taken[neg.label]}; "
+            "name a new column for the generated 1 (logged) / 0 (sampled) label"
+        )
+    for f in cfg.features:
+        used = [f.history_value] if f.kind == "history" else [f.source_column]
+        if neg.label in used:
+            raise ValueError(
+                f"data.negatives.label: column '{neg.label}' is an input of feature "
+                f"'{f.name}'; the generated label would leak the answer"
+            )

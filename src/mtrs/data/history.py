@@ -15,6 +15,7 @@ import pandas as pd
 
 from mtrs.config.models import FeatureConfig, JobConfig
 from mtrs.data.encoders import Scaler
+from mtrs.data.negatives import sampled_rows
 from mtrs.errors import MtrsUserError
 
 GAP_SCALE_SECONDS = 3600.0
@@ -125,20 +126,25 @@ class HistorySource(Protocol):
         ...
 
 
-def source_mask(df: pd.DataFrame, feature: FeatureConfig) -> np.ndarray:
-    """Rows that count as interactions for a history (``history_filter`` = 1, else all).
+def source_mask(df: pd.DataFrame, feature: FeatureConfig | None, cfg: JobConfig) -> np.ndarray:
+    """Rows that count as interactions: ``history_filter`` = 1 (all rows without a filter or
+    feature), never a row sampled by ``[data.negatives]``.
+
+    Histories, the catalog's seen items and its popularity all read this, so a sampled
+    negative is never an interaction, whatever the filter.
 
     Raises:
         MtrsUserError: The filter column is not in the rows.
     """
-    if not feature.history_filter:
-        return np.ones(len(df), dtype=bool)
+    mask = ~sampled_rows(df, cfg)
+    if feature is None or not feature.history_filter:
+        return mask
     if feature.history_filter not in df.columns:
         raise MtrsUserError(
             f"feature '{feature.name}': history_filter column '{feature.history_filter}' is "
             "not in the rows to encode (pass precomputed histories instead)"
         )
-    return df[feature.history_filter].to_numpy(dtype=np.float64) == 1.0
+    return mask & (df[feature.history_filter].to_numpy(dtype=np.float64) == 1.0)
 
 
 class HistoryBuilder:
@@ -183,7 +189,7 @@ class HistoryBuilder:
                         else np.zeros(n)
                     ),
                     "row": np.arange(start, start + n, dtype=np.int64),
-                    "src": source_mask(df, f),
+                    "src": source_mask(df, f, self.source.cfg),
                 }
             )
             old = self.state.get(f.name)

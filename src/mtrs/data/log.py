@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from mtrs.config.models import JobConfig
 from mtrs.data.encoders import as_keys
+from mtrs.data.negatives import add_negatives, event_units
 from mtrs.data.readers import read_table
 from mtrs.data.split import (
     TEST,
@@ -85,6 +86,9 @@ def time_order(df: pd.DataFrame, cfg: JobConfig) -> np.ndarray:
 class FrameLog:
     """The whole log in memory: merged, checked, sorted by time and split — one chunk.
 
+    With ``[data.negatives]`` the sampled rows are added first (:mod:`mtrs.data.negatives`),
+    and each positive with its negatives is one split unit unless ``split.unit`` names one.
+
     Args:
         cfg: The job config (``[data]`` and ``[split]``).
         tables: Tables already in memory (else read from ``[data]``).
@@ -97,9 +101,13 @@ class FrameLog:
         tables = tables or load_tables(cfg)
         d = cfg.data
         check_side_tables(tables, cfg)
+        if d.negatives is not None:
+            tables = add_negatives(tables, cfg)
         df = finish_rows(merge_tables(tables, d), cfg)
         order = time_order(df, cfg)
         df = df.iloc[order].reset_index(drop=True)
+        # A positive and its sampled negatives are one event: one split unit by default.
+        event = event_units(df) if d.negatives is not None else None
         if d.given_split:
             if tables.given is None:
                 raise MtrsUserError("data.train: the given split's files were not read")
@@ -107,7 +115,10 @@ class FrameLog:
         else:
             user = pd.factorize(df[d.user_key])[0]
             unit_col = cfg.split.unit
-            unit = pd.factorize(df[unit_col])[0] if unit_col else np.arange(len(df))
+            if unit_col:
+                unit = pd.factorize(df[unit_col])[0]
+            else:
+                unit = np.arange(len(df)) if event is None else event
             split = assign_split(SplitInput(user, df[d.time_key].to_numpy(), unit), cfg.split)
         if not (split == TRAIN).any():
             raise MtrsUserError(f"{d.log_name}: the training split is empty")
@@ -202,6 +213,11 @@ class ParquetLog:
             raise MtrsUserError(
                 "split.method = 'leave_last' needs the whole log in memory; use random or "
                 "temporal, or data.streaming = 'never'"
+            )
+        if d.negatives is not None:
+            raise MtrsUserError(
+                "data.negatives needs the log in memory (every user's whole item set decides "
+                "what may be sampled); set data.streaming = 'never'"
             )
         self.cfg = cfg
         assert d.interactions is not None  # use_streaming: one interactions file

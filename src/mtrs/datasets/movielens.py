@@ -57,7 +57,7 @@ class MovieLens100K:
 
 
 class MultitaskTables(NamedTuple):
-    """The multi-task formulation: one row per (event, movie), plus user and item side tables."""
+    """The multi-task formulation: one row per rating (event), plus user and item side tables."""
 
     interactions: pd.DataFrame
     users: pd.DataFrame
@@ -285,119 +285,44 @@ def age_group(age: npt.ArrayLike) -> npt.NDArray[np.str_]:
     return np.asarray(AGE_GROUPS)[index]
 
 
-def _sample_negatives(
-    user_code: npt.NDArray[np.int64],
-    rated_keys: npt.NDArray[np.int64],
-    n_items: int,
-    k: int,
-    rng: np.random.Generator,
-    weights: npt.NDArray[np.float64] | None = None,
-) -> npt.NDArray[np.int64]:
-    """Draws ``k`` distinct never-rated item codes per event by vectorised rejection sampling.
-
-    ``rated_keys`` are sorted ``user_code * n_items + item_code`` pairs; membership is a binary
-    search, so memory stays linear in the number of ratings rather than users × items.
-    ``weights`` (one per item code, summing to 1) skews the draw, e.g. towards popular items;
-    without it the draw is uniform.
-    """
-    out = np.empty((len(user_code), k), dtype=np.int64)
-    if len(user_code) == 0 or k == 0:
-        return out
-    for j in range(k):
-        pending = np.arange(len(user_code))
-        while pending.size:
-            if weights is None:
-                cand = rng.integers(0, n_items, size=pending.size, dtype=np.int64)
-            else:
-                cand = rng.choice(n_items, size=pending.size, p=weights).astype(np.int64)
-            keys = user_code[pending] * n_items + cand
-            pos = np.minimum(np.searchsorted(rated_keys, keys), len(rated_keys) - 1)
-            ok = rated_keys[pos] != keys
-            if j:
-                ok &= ~(out[pending, :j] == cand[:, None]).any(axis=1)
-            out[pending[ok], j] = cand[ok]
-            pending = pending[~ok]
-    return out
-
-
-def build_multitask_tables(
-    ml: MovieLens100K, negatives: int = 4, seed: int = 0, popularity: float = 0.0
-) -> MultitaskTables:
+def build_multitask_tables(ml: MovieLens100K) -> MultitaskTables:
     """Builds the multi-task formulation of MovieLens 100K (see ``docs/movielens.md``).
 
-    Every rating is an event; each event gets ``negatives`` distinct movies the user never rated
-    anywhere in the data, at the same timestamp and with the same ``event_id``.
+    Every rating is an event, one row each. The non-interactions are not sampled here: the
+    job's ``[data.negatives]`` (:mod:`mtrs.data.negatives`) adds them when the log is read,
+    with the generated label ``interact`` (see ``movielens_job.movielens_config``).
 
     Args:
         ml: Loaded tables.
-        negatives: Sampled non-interactions per rating (K).
-        seed: Seed of the ``numpy.random.Generator`` that draws the negatives.
-        popularity: α of the negatives' distribution, p(item) ∝ (ratings of the item + 1)^α:
-            0 draws uniformly; 0.75 (word2vec's choice) or 1 draws popular movies more often,
-            harder negatives for a ranker. The counts are the whole data set's.
 
     Returns:
         ``interactions``: ``event_id`` (ordered by time, ties by user then item), ``user_id``,
-        ``item_id``, ``timestamp``, ``hour`` (0-23, UTC), ``weekday`` (0 = Monday), ``interact``
-        (1 rated, 0 sampled), ``like`` (1.0 if rating >= 4, NaN when sampled), ``rating`` (NaN when
-        sampled); sorted by timestamp, event_id, interact descending.
+        ``item_id``, ``timestamp``, ``hour`` (0-23, UTC), ``weekday`` (0 = Monday), ``like``
+        (1.0 if rating >= 4), ``rating``; sorted by timestamp, then event_id.
         ``users``: ``user_id``, ``occupation``, ``zip_prefix`` (first 2 characters), ``gender``
         (positive class F: 1.0 = F, 0.0 = M), ``age_group`` (from ``AGE_GROUPS``).
         ``items``: ``item_id``, ``genres`` ("|"-joined), ``year`` (NaN when unknown).
 
     Raises:
-        MtrsUserError: ``negatives`` is negative, a rating names an unknown movie, or a user has
-            rated so many movies that fewer than ``negatives`` are left to sample.
+        MtrsUserError: A rating names a movie missing from the items table.
     """
-    if negatives < 0:
-        raise MtrsUserError(f"negatives must be >= 0, got {negatives}.")
-    if not 0.0 <= popularity <= 2.0:
-        raise MtrsUserError(f"popularity must lie in [0, 2], got {popularity}.")
     ratings = ml.ratings.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
-    user_ids = ratings["user_id"].to_numpy(np.int64)
     item_ids = ratings["item_id"].to_numpy(np.int64)
-    timestamps = ratings["timestamp"].to_numpy(np.int64)
-    stars = ratings["rating"].to_numpy(np.float64)
-
-    universe = np.unique(ml.items["item_id"].to_numpy(np.int64))
-    unknown = ~np.isin(item_ids, universe)
+    unknown = ~np.isin(item_ids, ml.items["item_id"].to_numpy(np.int64))
     if unknown.any():
         raise MtrsUserError(f"ratings: item_id {item_ids[unknown][0]} is not in the items table.")
-    users_seen, user_code = np.unique(user_ids, return_inverse=True)
-    n_items = len(universe)
-    rated_keys = np.unique(user_code * n_items + np.searchsorted(universe, item_ids))
-    free = n_items - np.bincount(rated_keys // n_items, minlength=len(users_seen))
-    if (free < negatives).any():
-        user = users_seen[np.flatnonzero(free < negatives)[0]]
-        raise MtrsUserError(
-            f"ratings: user_id {user} leaves fewer than {negatives} unrated movies to sample."
-        )
-    rng = np.random.default_rng(seed)
-    weights = None
-    if popularity > 0:
-        counts = np.bincount(np.searchsorted(universe, item_ids), minlength=n_items) + 1.0
-        weights = counts**popularity / (counts**popularity).sum()
-    codes = _sample_negatives(user_code, rated_keys, n_items, negatives, rng, weights)
-    neg_items = universe[codes]
-
-    # Each event's row block is [positive, K negatives]; raveling keeps the required order
-    # because event ids already follow time.
-    width = 1 + negatives
-    n = len(ratings)
-    ts = np.repeat(timestamps, width)
-    is_pos = np.arange(n * width) % width == 0
-    rating = np.where(is_pos, np.repeat(stars, width), np.nan)
+    ts = ratings["timestamp"].to_numpy(np.int64)
+    rating = ratings["rating"].to_numpy(np.float64)
     interactions = pd.DataFrame(
         {
-            "event_id": np.repeat(np.arange(n, dtype=np.int64), width),
-            "user_id": np.repeat(user_ids, width),
-            "item_id": np.concatenate([item_ids[:, None], neg_items], axis=1).ravel(),
+            "event_id": np.arange(len(ratings), dtype=np.int64),
+            "user_id": ratings["user_id"].to_numpy(np.int64),
+            "item_id": item_ids,
             "timestamp": ts,
             "hour": (ts // 3600) % 24,
             # Day 0 of the Unix epoch (1970-01-01) was a Thursday, weekday 3.
             "weekday": (ts // 86400 + 3) % 7,
-            "interact": is_pos.astype(np.int64),
-            "like": np.where(is_pos, (rating >= 4).astype(np.float64), np.nan),
+            "like": (rating >= 4).astype(np.float64),
             "rating": rating,
         }
     )

@@ -1,4 +1,7 @@
-"""The MovieLens-100K multi-task job: its tables (with sampled negatives) and its config.
+"""The MovieLens-100K multi-task job: its ratings-only tables and its config.
+
+The config's ``[data.negatives]`` samples the non-interactions (label ``interact``) when the
+log is read, with the generic mechanism of :mod:`mtrs.data.negatives`.
 
 See ``docs/movielens.md``: tasks interact / like / rating (given interact) and the user's
 gender and age group (profiling), one shared model, ranked lists over the whole catalogue.
@@ -15,6 +18,7 @@ from mtrs.config.load import config_from_dict, dump_config
 from mtrs.config.models import JobConfig
 from mtrs.data.tables import Tables
 from mtrs.datasets.movielens import MovieLens100K, build_multitask_tables, write_tables
+from mtrs.errors import MtrsUserError
 
 HISTORY_RATING = "hist_rating"
 # Chosen on the validation period of seed 0 (merged-list NDCG@10; docs/movielens.md): six
@@ -35,26 +39,40 @@ def _task(name: str, kind: str, **options: Any) -> dict[str, Any]:
 
 
 def movielens_config(
-    architecture: str = "shared_bottom", seed: int = 0, epochs: int | None = None
+    architecture: str = "shared_bottom",
+    seed: int = 0,
+    epochs: int | None = None,
+    negatives: int = 4,
+    popularity: float = 0.0,
 ) -> JobConfig:
     """The MovieLens-100K multi-task job (see ``docs/movielens.md``), built in code.
 
     The history's side value is ``hist_rating``, a copy of ``rating``: a past rating is a
     legitimate input while the current event's rating is a target, and the history reads only
     strictly earlier events. An architecture that trains through a funnel (ESMM) gets the
-    relation interact → like; the others get none.
+    relation interact → like; the others get none. ``[data.negatives]`` gives every rating
+    ``negatives`` movies the user never rated (label ``interact``: 1 rated, 0 sampled).
 
     Args:
         architecture: A name registered in :data:`mtrs.arch.ARCHITECTURES`.
-        seed: Seed of initialisation and shuffling.
+        seed: Seed of initialisation and shuffling, and of the negative sampling.
         epochs: Training epochs (default 6; early stopping on ``interact/auc``).
+        negatives: Sampled non-interactions per rating (``data.negatives.per_positive``).
+        popularity: α of the negatives' distribution, p(item) ∝ (ratings of the item + 1)^α:
+            0 draws uniformly; 0.75 (word2vec's choice) or 1 draws popular movies more often,
+            harder negatives for a ranker. The counts are the whole data set's.
     """
+    if not 0.0 <= popularity <= 2.0:
+        raise MtrsUserError(f"popularity must lie in [0, 2], got {popularity}.")
+    sampling: dict[str, Any] = {"per_positive": negatives, "label": "interact", "seed": seed}
+    if popularity > 0:
+        sampling |= {"distribution": "popularity", "alpha": popularity}
     relations = []
     cls = ARCHITECTURES.get(architecture)
     if cls is not None and cls.requires_relation == "esmm":
         relations = [{"type": "esmm", "parent": "interact", "child": "like"}]
     raw: dict[str, Any] = {
-        "data": {"interactions": "<movielens-100k in memory>"},
+        "data": {"interactions": "<movielens-100k in memory>", "negatives": sampling},
         "features": [
             _feature(
                 "history",
@@ -112,22 +130,14 @@ def movielens_config(
     return config_from_dict(raw, "movielens-100k benchmark config")
 
 
-def movielens_tables(
-    ml: MovieLens100K,
-    negatives: int = 4,
-    seed: int = 0,
-    max_users: int | None = None,
-    popularity: float = 0.0,
-) -> Tables:
-    """The multi-task tables with the history-value column ``hist_rating`` added.
+def movielens_tables(ml: MovieLens100K, max_users: int | None = None) -> Tables:
+    """The ratings-only multi-task tables with the history-value column ``hist_rating`` added.
+
+    The negatives are sampled by the config's ``[data.negatives]`` (:func:`movielens_config`).
 
     Args:
         ml: Loaded MovieLens tables.
-        negatives: Sampled non-interactions per rating.
-        seed: Seed of the negative sampling.
         max_users: Keep only the users with the smallest ids (quick runs and tests).
-        popularity: α of the negatives' popularity skew (0: uniform; see
-            :func:`build_multitask_tables`).
     """
     if max_users is not None:
         keep = ml.users["user_id"].sort_values().iloc[:max_users]
@@ -136,7 +146,7 @@ def movielens_tables(
             users=ml.users[ml.users["user_id"].isin(keep)].reset_index(drop=True),
             items=ml.items,
         )
-    t = build_multitask_tables(ml, negatives=negatives, seed=seed, popularity=popularity)
+    t = build_multitask_tables(ml)
     inter = t.interactions.assign(**{HISTORY_RATING: t.interactions["rating"]})
     return Tables(inter, t.users, t.items)
 
@@ -148,9 +158,10 @@ def write_movielens_job(
     seed: int = 0,
     architecture: str = "shared_bottom",
 ) -> Path:
-    """Write the benchmark's tables (Parquet) and its config ``mtrs.toml`` into ``out``.
+    """Write the benchmark's ratings-only tables (Parquet) and its config ``mtrs.toml``.
 
-    The config is the benchmark's job with its data paths filled in, so ``mtrs train``,
+    The config is the benchmark's job with its data paths filled in and its
+    ``[data.negatives]`` (``negatives`` per rating, drawn with ``seed``), so ``mtrs train``,
     ``mtrs tune`` and ``mtrs compare`` run on exactly the benchmark's data and settings.
 
     Returns:
@@ -158,10 +169,10 @@ def write_movielens_job(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t = movielens_tables(ml, negatives, seed)
+    t = movielens_tables(ml)
     assert t.users is not None and t.items is not None
     paths = write_tables((t.interactions, t.users, t.items), out, fmt="parquet")
-    cfg = movielens_config(architecture, seed)
+    cfg = movielens_config(architecture, seed, negatives=negatives)
     cfg.data.interactions = paths["interactions"].name
     cfg.data.users = paths["users"].name
     cfg.data.items = paths["items"].name

@@ -169,8 +169,10 @@ def run_benchmark(
 
         def data(seed: int) -> Prepared:
             progress.update(bar, description=f"seed {seed}: preparing data")
-            tables = movielens_tables(ml, negatives, seed, max_users)
-            prepared = prepare(movielens_config(seed=seed, epochs=epochs), tables)
+            tables = movielens_tables(ml, max_users)
+            prepared = prepare(
+                movielens_config(seed=seed, epochs=epochs, negatives=negatives), tables
+            )
             setups[seed] = ranking_setup(prepared)
             valid_setups[seed] = ranking_setup(prepared, period=VALID)
             extra[POPULARITY].append({MERGED: popularity_evaluate(setups[seed], RANKING_KS)})
@@ -183,7 +185,7 @@ def run_benchmark(
             return prepared
 
         def config_for(arch: str, lam: float | None, seed: int) -> JobConfig:
-            return movielens_config(arch, seed, epochs)
+            return movielens_config(arch, seed, epochs, negatives)
 
         def score(job: Job, seed: int) -> dict[str, dict[str, float]]:
             # The merge is fitted on the validation period, then ranks the test period.

@@ -238,7 +238,7 @@ class CatalogBuilder:
             self.user_rows = [_latest(pd.concat(self.user_rows))]
             self.item_rows = [_latest(pd.concat(self.item_rows))]
         hist = self.proc.histories
-        src = source_mask(frame, hist[0]) if hist else np.ones(len(frame), dtype=bool)
+        src = source_mask(frame, hist[0] if hist else None, self.proc.cfg)
         self.pair_parts.append(np.unique((user[src] << 32) | item[src]))
         if sum(len(p) for p in self.pair_parts) > 2 * len(self.pair_parts[0]) + 2**20:
             self.pair_parts = [self._pairs()]
