@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from mtrs.arch.registry import check_architecture
 from mtrs.config.models import JobConfig
 from mtrs.data.tables import Tables
 from mtrs.eval.evaluator import evaluate
@@ -72,6 +73,7 @@ def run_job(
         prepared: Data already prepared with this config's split (shared across runs).
         configure: Called with the trainer before training (e.g. to attach diagnostics).
     """
+    check_architecture(cfg)  # before any data is read
     prepared = prepared or prepare(cfg, tables)
     model, tasks = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg)

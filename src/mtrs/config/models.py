@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mtrs.eval.names import JOINT_METRICS, check_ranking_metric, check_task_metric, metric_names
+
 FeatureKind = Literal["categorical", "numeric", "multi_hot", "history"]
 FeatureGroup = Literal["user", "behaviour", "item", "context"]
 TaskType = Literal["binary", "regression", "multiclass"]
@@ -310,12 +312,9 @@ class JobConfig(StrictModel):
                         "(the item id) whose embedding the history shares"
                     )
         _check_relations(self.tasks, self.relations)
-        if self.train.early_stop is not None and "/" not in self.train.early_stop:
-            raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
-        # Merge weights name the lists a recommendation has: event tasks that are not
-        # multiclass, and relations' joint tasks (e.g. ESMM's click_purchase).
-        listed = {t.name for t in self.tasks if t.scope == "event" and t.type != "multiclass"}
-        listed |= {r.joint_name for r in self.relations}
+        _check_metric_keys(self)
+        # Merge weights name the lists a recommendation has.
+        listed = set(list_names(self.tasks, self.relations))
         for w in self.recommend.weights:
             if w not in listed:
                 raise ValueError(
@@ -345,3 +344,47 @@ def _check_relations(tasks: list[TaskConfig], relations: list[RelationConfig]) -
                 f"relations: joint name '{r.joint_name}' is already a task or relation name"
             )
         taken.add(r.joint_name)
+
+
+def list_names(tasks: list[TaskConfig], relations: list[RelationConfig]) -> list[str]:
+    """The ranked lists a recommendation has, by name.
+
+    Event tasks that are not multiclass, then relations' joint tasks (ESMM's
+    ``click_purchase``).
+    """
+    listed = [t.name for t in tasks if t.scope == "event" and t.type != "multiclass"]
+    return listed + [r.joint_name for r in relations]
+
+
+def task_metric_names(
+    tasks: list[TaskConfig], relations: list[RelationConfig]
+) -> dict[str, tuple[str, ...]]:
+    """Task and joint-task name → the metrics the evaluator reports for it."""
+    out = {t.name: metric_names(t.type, t.scope) for t in tasks}
+    return out | {r.joint_name: JOINT_METRICS for r in relations}
+
+
+def _check_metric_keys(cfg: JobConfig) -> None:
+    """``train.early_stop`` and ``tune.metric`` name a task's metric (or a list's ranking one)."""
+    metrics = task_metric_names(cfg.tasks, cfg.relations)
+    if cfg.train.early_stop is not None:
+        check_task_metric("train.early_stop", cfg.train.early_stop, metrics)
+    metric = cfg.tune.metric
+    if metric is not None:
+        if "@" in metric:
+            check_ranking_metric("tune.metric", metric, list_names(cfg.tasks, cfg.relations))
+        else:
+            check_task_metric("tune.metric", metric, metrics)
+
+
+def seed_keys(cfg: JobConfig) -> list[str]:
+    """Every seed of a job as a dotted key: ``train.seed``, ``split.seed``, ``tune.seed``.
+
+    A table that gains a ``seed`` field is listed too, so ``mtrs train --seed`` keeps setting
+    every random source of the job.
+    """
+    return [
+        f"{name}.seed"
+        for name in type(cfg).model_fields
+        if isinstance(table := getattr(cfg, name), BaseModel) and "seed" in type(table).model_fields
+    ]
