@@ -213,3 +213,14 @@ def test_bad_option_value_is_a_config_error(
     assert run(["train", str(config), "--out", str(tmp_path / "m"), "--epochs", "0"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{config}: train.epochs:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("metric", ["ndcg", "auc", "ndgc@10", "recall@0"])
+def test_fit_merge_metric_that_is_not_a_ranking_metric_exits_2(
+    metric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["fit-merge", str(tmp_path / "model"), "--relevant", "click", "--metric", metric]
+    assert run(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--metric: '{metric}' is not a ranking metric" in err and "ndcg@<k>" in err
+    assert "Traceback" not in err

@@ -15,12 +15,14 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "JOINT_METRICS",
     "MERGED",
+    "RANKING_CHOICES",
     "RANKING_METRICS",
     "TASK_METRICS",
     "USER_TASK_METRICS",
     "check_ranking_metric",
     "check_task_metric",
     "is_higher_better",
+    "is_ranking_metric",
     "metric_names",
 ]
 
@@ -53,6 +55,7 @@ USER_TASK_METRICS: dict[str, tuple[str, ...]] = {
 JOINT_METRICS: tuple[str, ...] = TASK_METRICS["binary"]
 # Ranking metrics of a list, each at a cut-off: ``ndcg@10``.
 RANKING_METRICS: tuple[str, ...] = ("hit_rate", "ndcg", "recall")
+RANKING_CHOICES = "ranking metrics: " + ", ".join(f"{m}@<k>" for m in RANKING_METRICS)
 # The list merged from the task lists (ranking evaluations and ``tune.metric``).
 MERGED = "merged"
 
@@ -130,12 +133,16 @@ def check_ranking_metric(key: str, value: str, lists: Sequence[str]) -> None:
         raise ValueError(
             f"{key}: expected '<list>/<metric>@<k>', e.g. 'merged/ndcg@10' (got '{value}')"
         )
-    metric, _, k = ranked.partition("@")
     valid = [*lists, MERGED]
     if name not in valid:
         raise ValueError(
             f"{key}: '{name}' in '{value}' has no ranked list (lists: {', '.join(valid)})"
         )
-    if metric not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
-        choices = ", ".join(f"{m}@<k>" for m in RANKING_METRICS)
-        raise ValueError(f"{key}: '{ranked}' is not a ranking metric (ranking metrics: {choices})")
+    if not is_ranking_metric(ranked):
+        raise ValueError(f"{key}: '{ranked}' is not a ranking metric ({RANKING_CHOICES})")
+
+
+def is_ranking_metric(name: str) -> bool:
+    """True for ``"<ranking metric>@<k>"`` with k ≥ 1, e.g. ``"ndcg@10"``."""
+    metric, _, k = name.partition("@")
+    return metric in RANKING_METRICS and k.isdigit() and int(k) >= 1
