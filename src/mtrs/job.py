@@ -53,6 +53,7 @@ class Job:
 
 def build(cfg: JobConfig, prepared: Prepared) -> tuple[nn.Module, TaskSet]:
     """The task set and the model for prepared data (seeded)."""
+    check_architecture(cfg)
     seed_everything(cfg.train.seed)
     tasks = TaskSet.for_job(cfg, prepared.processor.tasks)
     tasks.check_monitor(cfg.train.early_stop)

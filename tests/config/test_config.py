@@ -389,3 +389,10 @@ def test_override_sets_keys_and_runs_every_check_again() -> None:
         override(cfg, {"train.early_stop": "click/rmse"}, "job.toml")
     with pytest.raises(MtrsUserError, match=r"unknown key 'trian.seed'"):
         override(cfg, {"trian.seed": 1}, "job.toml")
+
+
+def test_without_user_ids_there_is_no_gauc(tmp_path: Path) -> None:
+    raw = _minimal()
+    raw["data"]["user_col"] = ""
+    msg = _error(tmp_path, raw | {"train": {"early_stop": "click_buy/gauc"}})
+    assert "task 'click_buy' has no metric 'gauc' (its metrics: auc, logloss)" in msg

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mtrs.eval.names import JOINT_METRICS, check_ranking_metric, check_task_metric, metric_names
+from mtrs.eval.names import JOINT_TYPE, check_ranking_metric, check_task_metric, metric_names
 
 FeatureKind = Literal["categorical", "numeric", "multi_hot", "history"]
 FeatureGroup = Literal["user", "behaviour", "item", "context"]
@@ -312,7 +312,8 @@ class JobConfig(StrictModel):
                         "(the item id) whose embedding the history shares"
                     )
         _check_relations(self.tasks, self.relations)
-        _check_metric_keys(self)
+        if self.train.early_stop is not None and "/" not in self.train.early_stop:
+            raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
         # Merge weights name the lists a recommendation has.
         listed = set(list_names(self.tasks, self.relations))
         for w in self.recommend.weights:
@@ -321,6 +322,7 @@ class JobConfig(StrictModel):
                     f"recommend.weights: '{w}' is not a task with a list "
                     f"(lists: {', '.join(sorted(listed))})"
                 )
+        _check_metric_keys(self)
         return self
 
 
@@ -357,16 +359,19 @@ def list_names(tasks: list[TaskConfig], relations: list[RelationConfig]) -> list
 
 
 def task_metric_names(
-    tasks: list[TaskConfig], relations: list[RelationConfig]
+    tasks: list[TaskConfig], relations: list[RelationConfig], by_user: bool = True
 ) -> dict[str, tuple[str, ...]]:
-    """Task and joint-task name → the metrics the evaluator reports for it."""
-    out = {t.name: metric_names(t.type, t.scope) for t in tasks}
-    return out | {r.joint_name: JOINT_METRICS for r in relations}
+    """Task and joint-task name → the metrics the evaluator reports for it.
+
+    ``by_user`` False: the rows carry no user ids, so there is no per-user gAUC.
+    """
+    out = {t.name: metric_names(t.type, t.scope, by_user) for t in tasks}
+    return out | {r.joint_name: metric_names(JOINT_TYPE, "event", by_user) for r in relations}
 
 
 def _check_metric_keys(cfg: JobConfig) -> None:
     """``train.early_stop`` and ``tune.metric`` name a task's metric (or a list's ranking one)."""
-    metrics = task_metric_names(cfg.tasks, cfg.relations)
+    metrics = task_metric_names(cfg.tasks, cfg.relations, by_user=bool(cfg.data.user_col))
     if cfg.train.early_stop is not None:
         check_task_metric("train.early_stop", cfg.train.early_stop, metrics)
     metric = cfg.tune.metric

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "HIGHER_IS_BETTER",
     "JOINT_METRICS",
+    "JOINT_TYPE",
     "MERGED",
     "RANKING_CHOICES",
     "RANKING_METRICS",
@@ -52,7 +53,8 @@ USER_TASK_METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "macro_f1"),
 }
 # A relation's joint task (e.g. ESMM's click_purchase) is scored as an event binary task.
-JOINT_METRICS: tuple[str, ...] = TASK_METRICS["binary"]
+JOINT_TYPE = "binary"
+JOINT_METRICS: tuple[str, ...] = TASK_METRICS[JOINT_TYPE]
 # Ranking metrics of a list, each at a cut-off: ``ndcg@10``.
 RANKING_METRICS: tuple[str, ...] = ("hit_rate", "ndcg", "recall")
 RANKING_CHOICES = "ranking metrics: " + ", ".join(f"{m}@<k>" for m in RANKING_METRICS)
@@ -60,18 +62,19 @@ RANKING_CHOICES = "ranking metrics: " + ", ".join(f"{m}@<k>" for m in RANKING_ME
 MERGED = "merged"
 
 
-def metric_names(task_type: str, scope: str = "event") -> tuple[str, ...]:
+def metric_names(task_type: str, scope: str = "event", by_user: bool = True) -> tuple[str, ...]:
     """The metrics the evaluator reports for a task.
 
     Args:
         task_type: ``binary``, ``regression`` or ``multiclass``.
         scope: ``event``, or ``user`` for a profiling task.
+        by_user: Whether rows carry user ids; without them there is no per-user ``gauc``.
 
     Returns:
         The metric names, in the order the evaluator reports them.
     """
     table = USER_TASK_METRICS if scope == "user" else TASK_METRICS
-    return table[task_type]
+    return tuple(m for m in table[task_type] if by_user or m != "gauc")
 
 
 def is_higher_better(name: str) -> bool:

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
-from mtrs.arch.registry import check_architecture
+from mtrs.arch.registry import get_architecture
 from mtrs.config.models import JobConfig, RelationConfig
 from mtrs.data.batch import Batch
 from mtrs.data.labels import TaskEncoding
 from mtrs.errors import MtrsUserError
 from mtrs.eval.metrics import task_metrics
-from mtrs.eval.names import JOINT_METRICS, check_task_metric, metric_names
+from mtrs.eval.names import JOINT_TYPE, check_task_metric, metric_names
 from mtrs.tasks.relations import RELATIONS, EsmmRelation
 from mtrs.tasks.task import Task
 
@@ -74,7 +74,7 @@ class TaskSet:
     @classmethod
     def for_job(cls, cfg: JobConfig, encodings: list[TaskEncoding]) -> TaskSet:
         """The job's task set: relations are active as its architecture requires."""
-        arch_relation = check_architecture(cfg).requires_relation
+        arch_relation = get_architecture(cfg.model.architecture).requires_relation
         return cls.build(encodings, cfg.relations, arch_relation)
 
     # ----- access ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class TaskSet:
     def metric_names(self) -> dict[str, tuple[str, ...]]:
         """Task (and relation) name → the metrics :meth:`metrics` reports for it."""
         out = {t.name: metric_names(t.type, "user" if t.user_scoped else "event") for t in self}
-        return out | {r.name: JOINT_METRICS for r in self.relations}
+        return out | {r.name: metric_names(JOINT_TYPE) for r in self.relations}
 
     # ----- prediction -----------------------------------------------------------------------
     def predict(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
