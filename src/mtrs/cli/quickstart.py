@@ -89,7 +89,9 @@ def quickstart(
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     seed: Annotated[
         int,
-        typer.Option(help="Seed of the synthetic data and of the job (train.seed, split.seed)."),
+        typer.Option(
+            help="Seed of the synthetic data and every seed of the job (train, split, tune)."
+        ),
     ] = 0,
 ) -> None:
     """Generate data, train hard and soft parallel, compare with the oracle, report, recommend."""
