@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from mtrs.arch.registry import check_architecture
 from mtrs.config.models import JobConfig
 from mtrs.data.tables import Tables
 from mtrs.eval.evaluator import evaluate
@@ -53,6 +54,7 @@ class Job:
 
 def build(cfg: JobConfig, prepared: Prepared) -> tuple[nn.Module, TaskSet]:
     """The task set and the model for prepared data (seeded)."""
+    check_architecture(cfg)
     seed_everything(cfg.train.seed)
     tasks = TaskSet.for_job(cfg, prepared.processor.tasks)
     tasks.check_monitor(cfg.train.early_stop)
@@ -73,6 +75,7 @@ def run_job(
         prepared: Data already prepared with this config's split (shared across runs).
         configure: Called with the trainer before training (e.g. to attach diagnostics).
     """
+    check_architecture(cfg)  # before any data is read
     prepared = prepared or prepare(cfg, tables)
     model, tasks = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg)

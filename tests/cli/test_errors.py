@@ -72,7 +72,29 @@ CASES = [
         ["model.architecture", "nope"],
     ),
     ("not toml", lambda t: t + "\n[[[", ["not valid TOML"]),
+    (
+        "early-stop metric the task lacks",
+        lambda t: t.replace('early_stop = "click/auc"', 'early_stop = "click/rmse"'),
+        ["train.early_stop", "'rmse'", "(its metrics: auc, gauc, logloss)"],
+    ),
+    (
+        "early-stop unknown task",
+        lambda t: t.replace('early_stop = "click/auc"', 'early_stop = "clik/auc"'),
+        ["train.early_stop", "'clik'", "(tasks: click, purchase, gender, click_purchase)"],
+    ),
+    (
+        "esmm without a funnel",
+        lambda t: _without_relations(t).replace(
+            'architecture = "shared_bottom"', 'architecture = "esmm"'
+        ),
+        ["model.architecture: 'esmm' needs a [[relations]] funnel", "parent and child binary"],
+    ),
 ]
+
+
+def _without_relations(text: str) -> str:
+    start = text.index("[[relations]]")
+    return text[:start] + text[text.index("[model]") :]
 
 
 @pytest.mark.parametrize(("name", "edit", "expected"), CASES, ids=[c[0] for c in CASES])
@@ -170,3 +192,35 @@ def test_user_text_with_brackets_is_printed_literally(
     assert run(["train", str(missing), "--out", str(tmp_path / "m")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "[[tasks]].toml: config file not found" in err
+
+
+def test_architecture_option_esmm_without_a_funnel_exits_2(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(data_dir, tmp_path, _without_relations)
+    out = tmp_path / "model"
+    code = run(["train", str(config), "--out", str(out), "--architecture", "esmm"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and not out.exists() and "Traceback" not in err
+    assert err.count("error:") == 1
+    assert "model.architecture: 'esmm' needs a [[relations]] funnel of type 'esmm'" in err
+
+
+def test_bad_option_value_is_a_config_error(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(data_dir, tmp_path, lambda t: t)
+    assert run(["train", str(config), "--out", str(tmp_path / "m"), "--epochs", "0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{config}: train.epochs:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("metric", ["ndcg", "auc", "ndgc@10", "recall@0"])
+def test_fit_merge_metric_that_is_not_a_ranking_metric_exits_2(
+    metric: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["fit-merge", str(tmp_path / "model"), "--relevant", "click", "--metric", metric]
+    assert run(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--metric: '{metric}' is not a ranking metric" in err and "ndcg@<k>" in err
+    assert "Traceback" not in err

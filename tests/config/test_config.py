@@ -14,8 +14,8 @@ import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtrs.config.load import config_from_dict, dump_config, load_config
-from mtrs.config.models import JobConfig, TrainConfig
+from mtrs.config.load import config_from_dict, dump_config, load_config, override
+from mtrs.config.models import JobConfig, TrainConfig, seed_keys
 from mtrs.errors import MtrsUserError
 
 QUICKSTART = resources.files("mtrs").joinpath("configs/quickstart.toml")
@@ -316,3 +316,96 @@ def test_round_trip_of_minimal_config_keeps_none_fields(tmp_path: Path) -> None:
     again = load_config(out)
     assert isinstance(again, JobConfig)
     assert again == cfg
+
+
+# ----- metric names: train.early_stop and tune.metric -----------------------------------------
+def _with_gender() -> dict[str, Any]:
+    raw = _minimal()
+    raw["tasks"] += [
+        {"name": "gender", "type": "binary", "label": "g", "scope": "user"},
+        {"name": "rating", "type": "regression", "label": "r"},
+        {"name": "age", "type": "multiclass", "label": "a", "scope": "user"},
+    ]
+    return raw
+
+
+def test_early_stop_metric_the_task_does_not_report_lists_its_metrics(tmp_path: Path) -> None:
+    raw = _minimal() | {"train": {"early_stop": "click/rmse"}}
+    msg = _error(tmp_path, raw)
+    assert "train.early_stop: task 'click' has no metric 'rmse'" in msg
+    assert "(its metrics: auc, gauc, logloss)" in msg
+    assert "(top level)" not in msg
+
+
+def test_early_stop_unknown_task_lists_tasks_and_joint_tasks(tmp_path: Path) -> None:
+    msg = _error(tmp_path, _minimal() | {"train": {"early_stop": "clik/auc"}})
+    assert "train.early_stop: unknown task 'clik'" in msg
+    assert "(tasks: click, buy, click_buy)" in msg
+
+
+@pytest.mark.parametrize(
+    ("monitor", "valid"),
+    [
+        ("click/gauc", "auc, gauc, logloss"),
+        ("click_buy/logloss", "auc, gauc, logloss"),
+        ("gender/auc", "auc, logloss"),
+        ("rating/mae", "rmse, mae"),
+        ("age/macro_f1", "accuracy, macro_f1"),
+    ],
+)
+def test_early_stop_accepts_each_task_types_metrics(
+    tmp_path: Path, monitor: str, valid: str
+) -> None:
+    cfg = load_config(_write(tmp_path, _with_gender() | {"train": {"early_stop": monitor}}))
+    assert cfg.train.early_stop == monitor
+    # Any other name for the same task is rejected, listing exactly these metrics.
+    task = monitor.split("/")[0]
+    msg = _error(tmp_path, _with_gender() | {"train": {"early_stop": f"{task}/nope"}})
+    assert f"(its metrics: {valid})" in msg
+
+
+def test_user_scoped_binary_task_has_no_gauc(tmp_path: Path) -> None:
+    msg = _error(tmp_path, _with_gender() | {"train": {"early_stop": "gender/gauc"}})
+    assert "task 'gender' has no metric 'gauc' (its metrics: auc, logloss)" in msg
+
+
+def test_tune_metric_names_are_checked(tmp_path: Path) -> None:
+    msg = _error(tmp_path, _minimal() | {"tune": {"metric": "buy/accuracy"}})
+    assert "tune.metric: task 'buy' has no metric 'accuracy'" in msg
+    msg = _error(tmp_path, _minimal() | {"tune": {"metric": "click/ndgc@10"}})
+    assert "tune.metric: 'ndgc@10' is not a ranking metric" in msg
+    assert "hit_rate@<k>, ndcg@<k>, recall@<k>" in msg
+    msg = _error(tmp_path, _with_gender() | {"tune": {"metric": "gender/ndcg@10"}})
+    assert (
+        "tune.metric: 'gender'" in msg and "(lists: click, buy, rating, click_buy, merged)" in msg
+    )
+    for good in ("merged/ndcg@10", "click_buy/recall@20", "rating/rmse"):
+        cfg = load_config(_write(tmp_path, _with_gender() | {"tune": {"metric": good}}))
+        assert cfg.tune.metric == good
+
+
+# ----- seeds and command-line overrides -------------------------------------------------------
+def test_seed_keys_name_every_seed_of_the_job() -> None:
+    cfg = config_from_dict(_minimal())
+    assert seed_keys(cfg) == ["train.seed", "split.seed", "tune.seed"]
+
+
+def test_override_sets_keys_and_runs_every_check_again() -> None:
+    cfg = config_from_dict(_minimal())
+    new = override(cfg, dict.fromkeys(seed_keys(cfg), 5) | {"train.epochs": 3}, "job.toml")
+    assert (new.train.seed, new.split.seed, new.tune.seed, new.train.epochs) == (5, 5, 5, 3)
+    assert (cfg.train.seed, cfg.train.epochs) == (0, 5), "the original is left as it was"
+    with pytest.raises(MtrsUserError, match=r"job.toml: train.epochs: .*greater than or equal"):
+        override(cfg, {"train.epochs": 0}, "job.toml")
+    with pytest.raises(MtrsUserError, match=r"job.toml: train.early_stop: task 'click' has no"):
+        override(cfg, {"train.early_stop": "click/rmse"}, "job.toml")
+    with pytest.raises(MtrsUserError, match=r"unknown key 'trian.seed'"):
+        override(cfg, {"trian.seed": 1}, "job.toml")
+
+
+def test_without_user_ids_there_is_no_gauc(tmp_path: Path) -> None:
+    raw = _minimal()
+    raw["data"]["user_col"] = ""
+    raw["features"] = [f for f in raw["features"] if f["kind"] != "history"]  # needs user ids
+    msg = _error(tmp_path, raw | {"train": {"early_stop": "click_buy/gauc"}})
+    assert "task 'click_buy' has no metric 'gauc' (its metrics: auc, logloss)" in msg

@@ -119,3 +119,15 @@ def test_a_ranking_metric_without_relevant_column_is_a_clear_error(
                 "--metric", "click/ndcg@10"])  # fmt: skip
     assert code == 2
     assert "tune.relevant" in capsys.readouterr().err
+
+
+def test_a_metric_option_the_task_lacks_is_a_config_error(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["tune", str(config), "--trials", "1", "--out", str(tmp_path / "o"),
+                "--metric", "click/rmse"])  # fmt: skip
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "Traceback" not in err
+    assert f"{config}: tune.metric: task 'click' has no metric 'rmse'" in err
+    assert "(its metrics: auc, gauc, logloss)" in err
+    assert not (tmp_path / "o").exists()

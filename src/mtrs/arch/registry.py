@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from mtrs.arch.base import ArchContext, Architecture
+from mtrs.config.models import JobConfig, RelationConfig
 from mtrs.errors import MtrsUserError
 
 
@@ -49,3 +50,37 @@ def get_architecture(name: str) -> ArchitectureClass:
         raise MtrsUserError(
             f"model.architecture: unknown architecture '{name}' (known: {known})"
         ) from None
+
+
+def missing_relation(cls: ArchitectureClass, relations: Sequence[RelationConfig]) -> str | None:
+    """Why an architecture cannot train on these ``[[relations]]`` (None when it can).
+
+    ESMM (``requires_relation = "esmm"``) learns its child task only through a funnel; without
+    one it would silently train independent towers.
+    """
+    need = cls.requires_relation
+    if need is None or any(r.type == need for r in relations):
+        return None
+    return (
+        f"needs a [[relations]] funnel of type '{need}': add a [[relations]] table with "
+        'parent and child binary tasks (e.g. parent = "click", child = "purchase")'
+    )
+
+
+def check_architecture(cfg: JobConfig, name: str | None = None) -> ArchitectureClass:
+    """The architecture class of a job, once the job has what it needs (e.g. a funnel).
+
+    Args:
+        cfg: The job config.
+        name: The architecture (default ``cfg.model.architecture``).
+
+    Raises:
+        MtrsUserError: An unknown name, or a ``[[relations]]`` funnel the architecture needs
+            is missing.
+    """
+    name = name or cfg.model.architecture
+    cls = get_architecture(name)
+    reason = missing_relation(cls, cfg.relations)
+    if reason is not None:
+        raise MtrsUserError(f"model.architecture: '{name}' {reason}")
+    return cls

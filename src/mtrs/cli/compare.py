@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mtrs.arch.registry import get_architecture
 from mtrs.cli.output import console, print_json
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
-from mtrs.experiments.aggregate import aggregate
-from mtrs.experiments.compare import comparison_markdown, run_comparison, write_comparison
-from mtrs.experiments.grid import Grid
-from mtrs.experiments.record import RunRecord
+
+if TYPE_CHECKING:
+    from mtrs.experiments.record import RunRecord
 
 
 def parse_lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -44,6 +42,11 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train each architecture on the same split with the same budget; table, plots, report."""
+    from mtrs.arch.registry import get_architecture
+    from mtrs.experiments.aggregate import aggregate
+    from mtrs.experiments.compare import comparison_markdown, run_comparison, write_comparison
+    from mtrs.experiments.grid import Grid
+
     cfg = load_config(config)
     names = tuple(a.strip() for a in architectures.split(",") if a.strip())
     for name in names:

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from mtrs.cli.output import console
-from mtrs.datasets import synth
-from mtrs.datasets.quickstart import write_synth
 from mtrs.errors import MtrsUserError
 
 data_app = typer.Typer(help="Generate data.", no_args_is_help=True)
@@ -28,6 +26,9 @@ def synth_command(
     """Write a synthetic e-commerce log with known ground truth, and a config for it."""
     if fmt not in ("csv", "parquet"):
         raise MtrsUserError(f"--format: '{fmt}' is not csv or parquet")
+    from mtrs.datasets import synth
+    from mtrs.datasets.quickstart import write_synth
+
     spec = synth.SynthSpec(num_users=users, num_items=items, num_events=events, seed=seed)
     config = write_synth(out, spec, fmt)
     console.print(f"wrote interactions, users, items and truth tables to {out}; config: {config}")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mtrs.artifact import load_model, save_job
 from mtrs.cli.output import console, err_console, fmt, metrics_table, print_json
-from mtrs.config.load import load_config
+from mtrs.config.load import load_config, override
+from mtrs.config.models import seed_keys
 from mtrs.errors import MtrsUserError
-from mtrs.job import run_job
-from mtrs.recommend.recommender import Recommendation
-from mtrs.rescore import rescore
+
+if TYPE_CHECKING:
+    from mtrs.recommend.recommender import Recommendation
+
+# Torch and pandas are imported inside the commands that use them: `mtrs --help` and config
+# errors answer in a fraction of a second.
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
@@ -39,20 +42,28 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 def train(
     config: Annotated[Path, typer.Argument(help="The job's TOML config.")],
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
-    seed: Annotated[int | None, typer.Option(help="Seed for every random source.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for every random source: sets train.seed, split.seed and tune.seed."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     architecture: Annotated[str | None, typer.Option(help="Override model.architecture.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a model from a config and write its model directory."""
     cfg = load_config(config)
-    if seed is not None:
-        cfg.train.seed = seed
+    options: dict[str, Any] = dict.fromkeys(seed_keys(cfg), seed) if seed is not None else {}
     if epochs is not None:
-        cfg.train.epochs = epochs
+        options["train.epochs"] = epochs
     if architecture is not None:
-        cfg.model.architecture = architecture
+        options["model.architecture"] = architecture
+    cfg = override(cfg, options, str(config))
     cfg.train.progress = cfg.train.progress and not as_json
+    from mtrs.artifact import save_job  # torch: only once the config is valid
+    from mtrs.job import run_job
+
     job = run_job(cfg)
     save_job(job, out)
     for warning in job.warnings:
@@ -84,6 +95,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Re-score a saved model on its test split; rewrites MODEL_DIR/metrics.json."""
+    from mtrs.rescore import rescore
+
     doc = rescore(model_dir)
     if as_json:
         print_json(doc)
@@ -171,6 +184,8 @@ def recommend(
         )
     if k is not None and k < 1:
         raise MtrsUserError("--k: must be at least 1")
+    from mtrs.artifact import load_model
+
     cands = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
     rec = (
         load_model(model_dir)

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
-from mtrs.jsonio import dumps
+# Output to a pipe or file (CI logs, `| grep`) has no width to fit: Rich's default of 80
+# columns would cut table headers (`conversion/ga…`), so such output is never narrowed.
+PIPE_WIDTH = 10_000
 
-# Piped output (CI logs, files) gets a wide page instead of Rich's 80-column default.
-_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
+
+def _width(stream: TextIO | None) -> int | None:
+    """None (the terminal's own width) for a terminal, else :data:`PIPE_WIDTH`."""
+    return None if stream is not None and stream.isatty() else PIPE_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -30,6 +35,8 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 def print_json(data: Any) -> None:
     """Strict JSON on stdout (NaN as null)."""
+    from mtrs.jsonio import dumps  # NumPy-aware: imported when JSON is printed
+
     sys.stdout.write(dumps(data) + "\n")
 
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
-from mtrs.artifact import load_model, save_job
 from mtrs.cli.models import print_recommendation
 from mtrs.cli.output import console, metrics_table
-from mtrs.config.load import load_config
-from mtrs.datasets.quickstart import oracle_metrics, write_synth
-from mtrs.datasets.synth import SynthSpec
-from mtrs.job import Job, run_job
-from mtrs.prepare import prepare
-from mtrs.report.html import Report
-from mtrs.report.plots import metric_bars, training_curves
+from mtrs.config.load import load_config, override
+from mtrs.config.models import seed_keys
+
+if TYPE_CHECKING:
+    from mtrs.job import Job
 
 ARCHITECTURES = {
     "single": "hard parallel (single)",
@@ -28,6 +24,9 @@ ARCHITECTURES = {
 
 def write_report(out: Path, jobs: dict[str, Job], oracle: dict[str, dict[str, float]]) -> Path:
     """HTML report: comparison table, training curves and per-task metric bars."""
+    from mtrs.report.html import Report
+    from mtrs.report.plots import metric_bars, training_curves
+
     rep = Report("mtrs quickstart — hard vs soft parallel on synthetic e-commerce data")
     rep.text(
         "Tasks: click (all impressions), purchase given click, gender (user profiling, "
@@ -88,9 +87,22 @@ def quickstart(
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 2000,
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 500,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the synthetic data and every seed of the job (train, split, tune)."
+        ),
+    ] = 0,
 ) -> None:
     """Generate data, train hard and soft parallel, compare with the oracle, report, recommend."""
+    import pandas as pd
+
+    from mtrs.artifact import load_model, save_job
+    from mtrs.datasets.quickstart import oracle_metrics, write_synth
+    from mtrs.datasets.synth import SynthSpec
+    from mtrs.job import run_job
+    from mtrs.prepare import prepare
+
     start = time.perf_counter()
     data_dir = out / "data"
     config = write_synth(
@@ -102,9 +114,10 @@ def quickstart(
     )
     truth = pd.read_csv(data_dir / "truth.csv")
     base = load_config(config)
-    base.train.seed = seed
+    options: dict[str, Any] = dict.fromkeys(seed_keys(base), seed)
     if epochs is not None:
-        base.train.epochs = epochs
+        options["train.epochs"] = epochs
+    base = override(base, options, str(config))
     prepared = prepare(base)
     jobs: dict[str, Job] = {}
     for arch, label in ARCHITECTURES.items():

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from mtrs.cli.output import console, print_json
-from mtrs.config.load import load_config
+from mtrs.config.load import load_config, override
 from mtrs.errors import MtrsUserError
+from mtrs.eval.names import RANKING_CHOICES, is_ranking_metric
 
 
 def tune(
@@ -33,7 +34,7 @@ def tune(
 
     cfg = load_config(config)
     if metric is not None:
-        cfg.tune.metric = metric
+        cfg = override(cfg, {"tune.metric": metric}, str(config))
     n = trials if trials is not None else cfg.tune.trials
     if n < 1:
         raise MtrsUserError("--trials: must be at least 1")
@@ -66,6 +67,8 @@ def fit_merge_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
 ) -> None:
     """Fit the merge strategy and weights on the validation period; saved into config.toml."""
+    if not is_ranking_metric(metric):
+        raise MtrsUserError(f"--metric: '{metric}' is not a ranking metric ({RANKING_CHOICES})")
     from mtrs.experiments.merge_fit import fit_saved_merge
 
     fit = fit_saved_merge(model_dir, relevant, metric)

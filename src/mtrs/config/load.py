@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ def _format_validation_error(source: str, err: ValidationError) -> str:
     if kind == "missing":
         return f"{source}: missing required key '{loc}'"
     msg = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"{source}: {msg}"  # a cross-check: the message names its keys
     return f"{source}: {loc}: {msg}"
 
 
@@ -71,6 +74,35 @@ def load_config(path: str | Path) -> JobConfig:
         if value is not None and not Path(value).is_absolute():
             setattr(data, key, str((base / value).resolve()))
     return cfg
+
+
+def override(cfg: JobConfig, values: Mapping[str, Any], source: str = "<config>") -> JobConfig:
+    """A copy of a config with dotted keys set (command-line options), validated again.
+
+    Every check of a config file runs on the result, so an option cannot bring in what the
+    file could not (an unknown metric, ``epochs = 0``, ESMM's missing funnel).
+
+    Args:
+        cfg: The validated config.
+        values: Dotted key (``"train.seed"``) → new value.
+        source: Name used in error messages (usually the file path).
+
+    Returns:
+        The new config; ``cfg`` is left as it was.
+
+    Raises:
+        MtrsUserError: If a key is unknown or the result fails validation.
+    """
+    raw = cfg.model_dump()
+    for key, value in values.items():
+        *tables, leaf = key.split(".")
+        table: Any = raw
+        for name in tables:
+            table = table.get(name)
+            if not isinstance(table, dict):
+                raise MtrsUserError(f"{source}: unknown key '{key}'")
+        table[leaf] = value
+    return config_from_dict(raw, source)
 
 
 def config_to_dict(cfg: JobConfig) -> dict[str, Any]:

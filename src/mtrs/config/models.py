@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mtrs.eval.names import JOINT_TYPE, check_ranking_metric, check_task_metric, metric_names
+
 FeatureKind = Literal["categorical", "numeric", "multi_hot", "history"]
 FeatureGroup = Literal["user", "behaviour", "item", "context"]
 TaskType = Literal["binary", "regression", "multiclass"]
@@ -497,10 +499,8 @@ class JobConfig(StrictModel):
         _check_negatives(self)
         if self.train.early_stop is not None and "/" not in self.train.early_stop:
             raise ValueError("train.early_stop: expected '<task>/<metric>', e.g. 'click/auc'")
-        # Merge weights name the lists a recommendation has: event tasks that are not
-        # multiclass, and relations' joint tasks (e.g. ESMM's click_purchase).
-        listed = {t.name for t in self.tasks if t.scope == "event" and t.type != "multiclass"}
-        listed |= {r.joint_name for r in self.relations}
+        # Merge weights name the lists a recommendation has.
+        listed = set(list_names(self.tasks, self.relations))
         for w in self.recommend.weights:
             if w not in listed:
                 raise ValueError(
@@ -510,6 +510,7 @@ class JobConfig(StrictModel):
         for w, value in self.recommend.weights.items():
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"recommend.weights.{w}: {value} is not a finite number >= 0")
+        _check_metric_keys(self)
         return self
 
 
@@ -610,3 +611,50 @@ def _check_negatives(cfg: JobConfig) -> None:
                 f"data.negatives.label: column '{neg.label}' is an input of feature "
                 f"'{f.name}'; the generated label would leak the answer"
             )
+
+
+def list_names(tasks: list[TaskConfig], relations: list[RelationConfig]) -> list[str]:
+    """The ranked lists a recommendation has, by name.
+
+    Event tasks that are not multiclass, then relations' joint tasks (ESMM's
+    ``click_purchase``).
+    """
+    listed = [t.name for t in tasks if t.scope == "event" and t.type != "multiclass"]
+    return listed + [r.joint_name for r in relations]
+
+
+def task_metric_names(
+    tasks: list[TaskConfig], relations: list[RelationConfig], by_user: bool = True
+) -> dict[str, tuple[str, ...]]:
+    """Task and joint-task name → the metrics the evaluator reports for it.
+
+    ``by_user`` False: the rows carry no user ids, so there is no per-user gAUC.
+    """
+    out = {t.name: metric_names(t.type, t.scope, by_user) for t in tasks}
+    return out | {r.joint_name: metric_names(JOINT_TYPE, "event", by_user) for r in relations}
+
+
+def _check_metric_keys(cfg: JobConfig) -> None:
+    """``train.early_stop`` and ``tune.metric`` name a task's metric (or a list's ranking one)."""
+    metrics = task_metric_names(cfg.tasks, cfg.relations, by_user=bool(cfg.data.user_col))
+    if cfg.train.early_stop is not None:
+        check_task_metric("train.early_stop", cfg.train.early_stop, metrics)
+    metric = cfg.tune.metric
+    if metric is not None:
+        if "@" in metric:
+            check_ranking_metric("tune.metric", metric, list_names(cfg.tasks, cfg.relations))
+        else:
+            check_task_metric("tune.metric", metric, metrics)
+
+
+def seed_keys(cfg: JobConfig) -> list[str]:
+    """Every seed of a job as a dotted key: ``train.seed``, ``split.seed``, ``tune.seed``.
+
+    A table that gains a ``seed`` field is listed too, so ``mtrs train --seed`` keeps setting
+    every random source of the job.
+    """
+    return [
+        f"{name}.seed"
+        for name in type(cfg).model_fields
+        if isinstance(table := getattr(cfg, name), BaseModel) and "seed" in type(table).model_fields
+    ]

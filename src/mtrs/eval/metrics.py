@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +16,8 @@ from sklearn.metrics import (
     roc_auc_score,
     root_mean_squared_error,
 )
+
+from mtrs.eval.names import HIGHER_IS_BETTER, is_higher_better
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -36,40 +37,6 @@ __all__ = [
     "rmse",
     "task_metrics",
 ]
-
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "auc": True,
-    "gauc": True,
-    "logloss": False,
-    "rmse": False,
-    "mae": False,
-    "accuracy": True,
-    "macro_f1": True,
-    "hit_rate": True,
-    "ndcg": True,
-    "recall": True,
-}
-
-
-def is_higher_better(name: str) -> bool:
-    """Direction of a metric, accepting the keyed forms used in results.
-
-    Args:
-        name: A bare metric name (``"auc"``), a task-keyed one (``"ctr/auc"``) or a ranking one
-            with a cut-off (``"ndcg@10"``, ``"click/recall@50"``).
-
-    Returns:
-        True when a larger value is better.
-
-    Raises:
-        ValueError: If the metric is unknown.
-    """
-    base = re.sub(r"@\d+$", "", name.rsplit("/", 1)[-1])
-    if base not in HIGHER_IS_BETTER:
-        known = ", ".join(sorted(HIGHER_IS_BETTER))
-        raise ValueError(f"Unknown metric {name!r}; known metrics: {known}.")
-    return HIGHER_IS_BETTER[base]
-
 
 # --------------------------------------------------------------------------- binary
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from mtrs.arch.registry import get_architecture
+from mtrs.arch.registry import get_architecture, missing_relation
 from mtrs.config.models import JobConfig
 from mtrs.eval.gates import mean_gate_weights
 from mtrs.experiments.record import RunRecord
@@ -33,10 +33,7 @@ class Grid:
 
 def skip_reason(cfg: JobConfig, architecture: str) -> str | None:
     """Why an architecture cannot run on this config (None when it can)."""
-    cls = get_architecture(architecture)
-    if cls.requires_relation and not any(r.type == cls.requires_relation for r in cfg.relations):
-        return f"needs a [[relations]] funnel of type '{cls.requires_relation}' in the config"
-    return None
+    return missing_relation(get_architecture(architecture), cfg.relations)
 
 
 def _attach_diagnostics(trainer: Trainer) -> None:

@@ -13,6 +13,7 @@ from mtrs.data.encoders import as_keys
 from mtrs.data.split import TEST
 from mtrs.data.tables import Tables
 from mtrs.errors import MtrsUserError
+from mtrs.eval.names import MERGED
 from mtrs.eval.ranking import rank_metrics
 from mtrs.job import Job
 from mtrs.prepare import Prepared, prepare
@@ -20,7 +21,6 @@ from mtrs.recommend.catalog import Catalog, build_catalog
 from mtrs.recommend.merge import merge
 from mtrs.recommend.recommender import Recommender
 
-MERGED = "merged"
 POPULARITY = "popularity"
 
 

@@ -19,7 +19,8 @@ from mtrs.config.models import JobConfig, RelationConfig
 from mtrs.data.batch import Batch
 from mtrs.data.labels import TaskEncoding
 from mtrs.errors import MtrsUserError
-from mtrs.eval.metrics import HIGHER_IS_BETTER, task_metrics
+from mtrs.eval.metrics import task_metrics
+from mtrs.eval.names import JOINT_TYPE, check_task_metric, metric_names
 from mtrs.tasks.relations import RELATIONS, EsmmRelation
 from mtrs.tasks.task import Task
 
@@ -157,14 +158,19 @@ class TaskSet:
         """``train.early_stop`` must name a task (or relation) and one of its metrics."""
         if monitor is None:
             return
-        task, _, metric = monitor.partition("/")
-        types = self.types()
-        if task not in types:
-            raise MtrsUserError(
-                f"train.early_stop: unknown task '{task}' (tasks: {', '.join(types)})"
-            )
-        if metric not in HIGHER_IS_BETTER:
-            raise MtrsUserError(f"train.early_stop: unknown metric '{metric}'")
+        try:
+            check_task_metric("train.early_stop", monitor, self.metric_names())
+        except ValueError as err:
+            raise MtrsUserError(str(err)) from None
+
+    def metric_names(self) -> dict[str, tuple[str, ...]]:
+        """Task (and relation) name → the metrics :meth:`metrics` reports for it."""
+        by_user = self.by_user
+        out = {
+            t.name: metric_names(t.type, "user" if t.user_scoped else "event", by_user)
+            for t in self
+        }
+        return out | {r.name: metric_names(JOINT_TYPE, "event", by_user) for r in self.relations}
 
     # ----- prediction -----------------------------------------------------------------------
     def predict(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
