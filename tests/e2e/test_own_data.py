@@ -30,6 +30,32 @@ def _train(name: str, root: Path, capsys: pytest.CaptureFixture[str], *extra: st
     return json.loads(capsys.readouterr().out)
 
 
+def test_ratings_only_log_with_derived_like_negatives_and_titles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ex = write_example("ratings", tmp_path)
+    ratings = pd.read_csv(ex.files["interactions"])
+    movies = pd.read_csv(ex.files["items"]).set_index("movieId")
+    tasks = _train("ratings", tmp_path, capsys)["tasks"]
+    # The choice of movie follows taste (negatives teach it), the stars follow it too.
+    assert tasks["rated"]["auc"] > 0.62 and tasks["like"]["auc"] > 0.78
+    assert tasks["rating"]["rmse"] < 1.0  # the stars' own spread is about 1.1
+    model = str(tmp_path / "model-0")
+    assert run(["recommend", model, "--user", "7", "--k", "10", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    seen = set(ratings.loc[ratings["userId"] == 7, "movieId"])
+    merged = rec["merged"]
+    assert len(merged) == 10 and not rec["fallback"]
+    for entry in merged:
+        movie = int(entry["item"])
+        assert movie not in seen  # exclude_seen: never a movie the user rated
+        assert entry["title"] == movies.loc[movie, "title"]
+        assert entry["display"]["genres"] == movies.loc[movie, "genres"]
+    assert run(["recommend", model, "--user", "no-such-user", "--json"]) == 0
+    fallback = json.loads(capsys.readouterr().out)
+    assert fallback["fallback"] and "popularity" in fallback["merged"][0]
+
+
 @pytest.mark.parametrize("architecture", ["mmoe", "esmm"])
 def test_idless_impressions_with_given_files_learn_click_and_the_funnel(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], architecture: str
