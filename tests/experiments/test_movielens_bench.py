@@ -95,13 +95,21 @@ def prepared(ml_dir: Path) -> Prepared:
     return prepare(movielens_config(epochs=1), movielens_tables(ml, max_users=40))
 
 
-def test_history_value_is_a_copy_of_the_rating_not_the_label(prepared: Prepared) -> None:
+def test_history_values_are_past_ratings_never_the_events_own(prepared: Prepared) -> None:
     cfg = prepared.cfg
     (hist,) = [f for f in cfg.features if f.kind == "history"]
-    assert hist.history_value == "hist_rating"
-    assert "rating" in {t.label for t in cfg.tasks}
+    assert hist.history_value == "rating" and "rating" in {t.label for t in cfg.tasks}
+    batch = prepared.all_rows()
     frame = prepared.in_memory().frame
-    np.testing.assert_array_equal(frame["hist_rating"].to_numpy(), frame["rating"].to_numpy())
+    scaler = prepared.processor.scalers[hist.name]
+    # The newest history entry of a rated row is a rating strictly before the row's time.
+    valid = batch.hist[hist.name].numpy()[:, -1] > 0
+    newest = scaler.inverse(batch.hist_value[hist.name].numpy()[:, -1].astype(np.float64))
+    assert valid.sum() > 100
+    assert set(np.round(newest[valid] * 2) / 2) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    first = frame.groupby("user_id")["timestamp"].transform("min").to_numpy()
+    # A user's first instant has no history: nothing earlier exists.
+    assert not valid[frame["timestamp"].to_numpy() == first].any()
 
 
 def test_catalog_as_of_test_holds_nothing_from_the_test_period(prepared: Prepared) -> None:

@@ -53,12 +53,13 @@ def run(argv: list[str] | None = None) -> int:
         return 130
     except typer.TyperException as err:
         # Usage errors (bad option value, unknown command, missing option) and the like:
-        # typer's own exception classes, shown as typer shows them (one line plus usage).
-        show = getattr(err, "show", None)
-        if callable(show):
-            show()
-        else:
-            err_console.print(f"error: {err.format_message()}", markup=False, highlight=False)
+        # typer's own exception classes. One line, then where the usage is.
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None:
+            path = "mtrs " + " ".join(ctx.command_path.split()[1:]) if ctx.command_path else "mtrs"
+            err_console.print(f"Try '{path.strip()} --help' for usage.", markup=False)
         return int(getattr(err, "exit_code", 2))
     return result if isinstance(result, int) else 0
 

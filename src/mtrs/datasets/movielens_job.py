@@ -20,7 +20,6 @@ from mtrs.data.tables import Tables
 from mtrs.datasets.movielens import MovieLens100K, build_multitask_tables, write_tables
 from mtrs.errors import MtrsUserError
 
-HISTORY_RATING = "hist_rating"
 # Chosen on the validation period of seed 0 (merged-list NDCG@10; docs/movielens.md): six
 # epochs with a cosine learning-rate decay, a user-id embedding with 5% id dropout to its
 # cold-start vector, and the conditional tasks (like, rating) at weight 0.1, which limits their
@@ -47,9 +46,9 @@ def movielens_config(
 ) -> JobConfig:
     """The MovieLens-100K multi-task job (see ``docs/movielens.md``), built in code.
 
-    The history's side value is ``hist_rating``, a copy of ``rating``: a past rating is a
-    legitimate input while the current event's rating is a target, and the history reads only
-    strictly earlier events. An architecture that trains through a funnel (ESMM) gets the
+    The history's side value is the ``rating`` label itself: a past rating is a legitimate
+    input while the current event's rating is a target, and the history reads only strictly
+    earlier events. An architecture that trains through a funnel (ESMM) gets the
     relation interact → like; the others get none. ``[data.negatives]`` gives every rating
     ``negatives`` movies the user never rated (label ``interact``: 1 rated, 0 sampled).
 
@@ -80,7 +79,7 @@ def movielens_config(
                 "behaviour",
                 item_feature="item_id",
                 history_filter="interact",
-                history_value=HISTORY_RATING,
+                history_value="rating",
                 max_length=20,
             ),
             _feature("item_id", "categorical", "item"),
@@ -131,7 +130,7 @@ def movielens_config(
 
 
 def movielens_tables(ml: MovieLens100K, max_users: int | None = None) -> Tables:
-    """The ratings-only multi-task tables with the history-value column ``hist_rating`` added.
+    """The ratings-only multi-task tables.
 
     The negatives are sampled by the config's ``[data.negatives]`` (:func:`movielens_config`).
 
@@ -147,8 +146,7 @@ def movielens_tables(ml: MovieLens100K, max_users: int | None = None) -> Tables:
             items=ml.items,
         )
     t = build_multitask_tables(ml)
-    inter = t.interactions.assign(**{HISTORY_RATING: t.interactions["rating"]})
-    return Tables(inter, t.users, t.items)
+    return Tables(t.interactions, t.users, t.items)
 
 
 def write_movielens_job(
