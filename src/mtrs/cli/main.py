@@ -54,8 +54,8 @@ def run(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:
         # Usage errors (bad option value, unknown command, missing option) and the like:
         # typer's own exception classes. One line, then where the usage is.
-        message = err.format_message() if hasattr(err, "format_message") else str(err)
-        err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+        text = err.format_message() if hasattr(err, "format_message") else str(err)
+        err_console.print(Text.assemble(("error:", "bold red"), " ", text), highlight=False)
         ctx = getattr(err, "ctx", None)
         if ctx is not None:
             path = "mtrs " + " ".join(ctx.command_path.split()[1:]) if ctx.command_path else "mtrs"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mtrs.config.models import NO_ITEM, NO_TIME, NO_USER, DataConfig, JobConfig
+from mtrs.data.encoders import as_keys
 from mtrs.data.labels import derive_labels
 from mtrs.data.readers import read_table
 from mtrs.errors import MtrsUserError
@@ -118,17 +119,58 @@ def _check_unique(df: pd.DataFrame, key: str, source: str) -> None:
         )
 
 
+def check_ids(df: pd.DataFrame, key: str, field: str, source: str) -> None:
+    """Every row has an id in ``key`` (``field`` names the config key for the message).
+
+    Raises:
+        MtrsUserError: A missing or infinite id, naming the first row and how many.
+    """
+    if key not in df.columns:
+        return
+    col = df[key]
+    bad = col.isna().to_numpy().copy()
+    if pd.api.types.is_float_dtype(col):
+        bad |= np.isinf(col.to_numpy(dtype=np.float64))
+    if bad.any():
+        row = int(bad.argmax())
+        shown = "empty" if pd.isna(col.iloc[row]) else f"'{col.iloc[row]}'"
+        raise MtrsUserError(
+            f"{source}: {field} '{key}' is {shown} at data row {row + 1} ({int(bad.sum())} of "
+            f"{len(col)} rows); every row needs an id"
+        )
+
+
+def _join(df: pd.DataFrame, table: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Left join on ``key``; ids of different types (1 vs 1.0 vs "1") match as text."""
+    cols = [c for c in table.columns if c == key or c not in df.columns]
+    right = table[cols]
+    if df[key].dtype != right[key].dtype:
+        tmp = "__mtrs_join_key__"
+        left = df.assign(**{tmp: as_keys(df[key]).to_numpy(dtype=object)})
+        right = right.assign(**{tmp: as_keys(right[key]).to_numpy(dtype=object)})
+        out = left.merge(right.drop(columns=[key]), on=tmp, how="left", validate="many_to_one")
+        return out.drop(columns=[tmp])
+    return df.merge(right, on=key, how="left", validate="many_to_one")
+
+
 def merge_tables(tables: Tables, data: DataConfig) -> pd.DataFrame:
-    """One frame per event with user and item columns attached (left joins on the ids)."""
+    """One frame per event with user and item columns attached (left joins on the ids).
+
+    Raises:
+        MtrsUserError: A missing id in any table, or an id twice in the users or items table.
+    """
     df = tables.interactions
+    where = data.log_name
+    check_ids(df, data.user_col, "data.user_col", where)
+    check_ids(df, data.item_col, "data.item_col", where)
     if tables.users is not None:
+        check_ids(tables.users, data.user_col, "data.user_col", str(data.users))
         _check_unique(tables.users, data.user_col, str(data.users))
-        cols = [c for c in tables.users.columns if c == data.user_col or c not in df.columns]
-        df = df.merge(tables.users[cols], on=data.user_col, how="left", validate="many_to_one")
+        df = _join(df, tables.users, data.user_col)
     if tables.items is not None:
+        check_ids(tables.items, data.item_col, "data.item_col", str(data.items))
         _check_unique(tables.items, data.item_col, str(data.items))
-        cols = [c for c in tables.items.columns if c == data.item_col or c not in df.columns]
-        df = df.merge(tables.items[cols], on=data.item_col, how="left", validate="many_to_one")
+        df = _join(df, tables.items, data.item_col)
     return df.reset_index(drop=True)
 
 
