@@ -15,6 +15,7 @@ from mtrs.cli.main import run
 from mtrs.config.models import JobConfig
 from mtrs.data.log import FrameLog
 from mtrs.errors import MtrsUserError
+from mtrs.prepare import prepare
 
 
 def _events(n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -164,3 +165,23 @@ def test_embedding_tables_too_large_for_memory_are_refused_before_allocating(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "features.item_id: the embedding tables need about" in err[0]
     assert "100,000,000,002 rows" in err[0] and not out.exists()
+
+
+def test_a_streamed_log_names_the_files_row_not_the_chunks(tmp_path: Path) -> None:
+    ev = _events(300).astype({"timestamp": float})
+    ev.loc[249, "timestamp"] = np.nan  # the 250th data row, in the third chunk of 100
+    ev.to_parquet(tmp_path / "events.parquet", index=False)
+    cfg = JobConfig.model_validate(
+        {
+            "data": {
+                "interactions": str(tmp_path / "events.parquet"),
+                "streaming": "always",
+                "chunk_rows": 100,
+            },
+            "features": [{"name": "item_id", "kind": "categorical", "group": "item"}],
+            "tasks": [{"name": "click", "type": "binary", "label": "click"}],
+            "train": {"progress": False},
+        }
+    )
+    with pytest.raises(MtrsUserError, match=r"is empty at data row 250 \(1 of 100 rows"):
+        prepare(cfg)

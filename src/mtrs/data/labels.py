@@ -10,6 +10,7 @@ import pandas as pd
 
 from mtrs.config.models import LabelRule, TaskConfig
 from mtrs.data.encoders import Scaler, as_keys
+from mtrs.data.readers import data_row
 from mtrs.errors import MtrsUserError
 
 
@@ -43,7 +44,7 @@ def _numbers(col: pd.Series, field: str, where: str) -> np.ndarray:
         row = int(bad.argmax())
         raise MtrsUserError(
             f"{where}: {field} compares column '{col.name}', which has non-numeric value "
-            f"'{col.iloc[row]}' at data row {row + 1}"
+            f"'{col.iloc[row]}' at data row {data_row(col, row)}"
         )
     return v.to_numpy(dtype=np.float64)
 

@@ -241,8 +241,13 @@ class ParquetLog:
         self.cuts = self._time_cuts() if cfg.split.method == "temporal" else None
 
     def _raw_chunks(self, columns: list[str]) -> Iterator[pd.DataFrame]:
+        start = 0
         for rb in self.file.iter_batches(batch_size=self.cfg.data.chunk_rows, columns=columns):
-            yield rb.to_pandas()
+            df = rb.to_pandas()
+            # The rows' numbers in the file, so that messages name the file's row.
+            df.index = pd.RangeIndex(start, start + len(df))
+            start += len(df)
+            yield df
 
     def _time_cuts(self) -> tuple[float, float, bool]:
         """The temporal split's cut times, exactly as ``np.quantile`` over the whole column.

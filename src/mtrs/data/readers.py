@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mtrs.errors import MtrsUserError
@@ -49,3 +50,13 @@ def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
         present = ", ".join(map(str, df.columns))
         raise MtrsUserError(f"{p}: missing column '{missing[0]}' (columns present: {present})")
     return df
+
+
+def data_row(values: pd.Series | pd.DataFrame, pos: int) -> int:
+    """The 1-based data row of position ``pos``: the frame's integer index when it has one.
+
+    A streamed chunk carries its rows' numbers in the file as its index, so a message about
+    its 3rd row names the file's row, not the chunk's.
+    """
+    label = values.index[pos]
+    return int(label) + 1 if isinstance(label, (int, np.integer)) else pos + 1

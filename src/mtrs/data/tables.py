@@ -11,7 +11,7 @@ import pandas as pd
 from mtrs.config.models import NO_ITEM, NO_TIME, NO_USER, DataConfig, JobConfig
 from mtrs.data.encoders import as_keys
 from mtrs.data.labels import derive_labels
-from mtrs.data.readers import read_table
+from mtrs.data.readers import data_row, read_table
 from mtrs.errors import MtrsUserError
 
 KEY_FIELDS = (("user_col", "user id"), ("item_col", "item id"), ("time_col", "event time"))
@@ -107,7 +107,7 @@ def finish_rows(df: pd.DataFrame, cfg: JobConfig) -> pd.DataFrame:
     check_labels(df, cfg)
     df[d.time_key] = parse_times(df, d)
     check_unit(df, cfg)
-    return df
+    return df.reset_index(drop=True)
 
 
 def _check_unique(df: pd.DataFrame, key: str, source: str) -> None:
@@ -115,7 +115,7 @@ def _check_unique(df: pd.DataFrame, key: str, source: str) -> None:
     if dup.any():
         row = int(dup.to_numpy().argmax())
         raise MtrsUserError(
-            f"{source}: duplicate {key} '{df[key].iloc[row]}' at data row {row + 1}"
+            f"{source}: duplicate {key} '{df[key].iloc[row]}' at data row {data_row(df, row)}"
         )
 
 
@@ -135,7 +135,8 @@ def check_ids(df: pd.DataFrame, key: str, field: str, source: str) -> None:
         row = int(bad.argmax())
         shown = "empty" if pd.isna(col.iloc[row]) else f"'{col.iloc[row]}'"
         raise MtrsUserError(
-            f"{source}: {field} '{key}' is {shown} at data row {row + 1} ({int(bad.sum())} of "
+            f"{source}: {field} '{key}' is {shown} at data row {data_row(col, row)} "
+            f"({int(bad.sum())} of "
             f"{len(col)} rows); every row needs an id"
         )
 
@@ -171,7 +172,9 @@ def merge_tables(tables: Tables, data: DataConfig) -> pd.DataFrame:
         check_ids(tables.items, data.item_col, "data.item_col", str(data.items))
         _check_unique(tables.items, data.item_col, str(data.items))
         df = _join(df, tables.items, data.item_col)
-    return df.reset_index(drop=True)
+    # Left joins keep the rows and their order: the index stays the rows' numbers in the file.
+    df.index = tables.interactions.index
+    return df
 
 
 def _where(cfg: JobConfig) -> str:
@@ -208,7 +211,7 @@ def check_numbers(col: pd.Series, where: str, what: str) -> None:
             row = int(bad.argmax())
             raise MtrsUserError(
                 f"{where}: {what} column '{col.name}' has non-numeric value "
-                f"'{col.iloc[row]}' at data row {row + 1}"
+                f"'{col.iloc[row]}' at data row {data_row(col, row)}"
             )
         col = pd.to_numeric(col, errors="coerce")
     v = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -217,7 +220,8 @@ def check_numbers(col: pd.Series, where: str, what: str) -> None:
         row = int(inf.argmax())
         raise MtrsUserError(
             f"{where}: {what} column '{col.name}' has infinite value {v[row]} at data row "
-            f"{row + 1} ({int(inf.sum())} rows); numbers must be finite (empty means unknown)"
+            f"{data_row(col, row)} ({int(inf.sum())} rows); numbers must be finite (empty means "
+            "unknown)"
         )
 
 
@@ -247,7 +251,8 @@ def check_labels(df: pd.DataFrame, cfg: JobConfig) -> None:
                 row = int(bad_mask.argmax())
                 raise MtrsUserError(
                     f"{where}: binary task '{t.name}' label column '{t.label}' has value "
-                    f"'{col.iloc[row]}' at data row {row + 1} (expected 0, 1 or empty; or derive "
+                    f"'{col.iloc[row]}' at data row {data_row(col, row)} (expected 0, 1 or empty; "
+                    "or derive "
                     f'it: label = {{column = "{t.label}", at_least = ...}})'
                 )
 
@@ -282,7 +287,8 @@ def parse_times(df: pd.DataFrame, data: DataConfig) -> pd.Series:
         shown = "empty" if pd.isna(value) else f"'{value}'"
         raise MtrsUserError(
             f"{data.log_name}: time column '{data.time_col}' is {shown} at data row "
-            f"{row + 1} ({int(bad.sum())} of {len(col)} rows are missing or not a time); "
+            f"{data_row(col, row)} ({int(bad.sum())} of {len(col)} rows are missing or not a "
+            "time); "
             'fill or drop them, or set data.time_col = "" if the log has no times'
         )
     return out
