@@ -21,7 +21,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 	touch $@
 
 $(DEVSTAMP): $(BIN)/python pyproject.toml $(LOCK)
-	$(PIP_INSTALL) -e '.[dev,serve]'
+	$(PIP_INSTALL) -e '.[dev,serve,onnx]'
 	touch $@ $(STAMP)
 
 install: $(STAMP)
