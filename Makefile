@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP_INSTALL := $(BIN)/pip install -q -c $(LOCK)
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint typecheck unit install install-dev bench lock smoke-base clean
+.PHONY: demo test lint typecheck unit install install-dev bench lock smoke-base clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,7 +46,19 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-unit: $(DEVSTAMP)
+# The web page is tested in a real headless browser: Debian's chromium, driven by Playwright
+# through its executable path (never `playwright install`). Installed here where apt-get exists.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if command -v apt-get > /dev/null; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium > /dev/null; \
+	else echo "apt-get unavailable: chromium not installed, the browser test will skip"; fi
+
+browser: $(CHROMIUM)
+
+unit: $(DEVSTAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 test: lint typecheck unit
