@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from mtrs.errors import MtrsUserError
 from mtrs.job import Job
 from mtrs.jsonio import write_json
 from mtrs.model import build_model, count_parameters
+from mtrs.outdir import MODEL, MODEL_FORMAT, check_out, data_files, recover, staged
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
 from mtrs.tasks.taskset import TaskSet
@@ -75,20 +74,30 @@ def metrics_document(job: Job) -> dict[str, Any]:
     }
 
 
-def save_job(job: Job, out_dir: str | Path) -> Path:
-    """Write a trained job as a model directory, atomically (all files or none).
+def save_job(job: Job, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a trained job as a model directory, crash-safely (the old model or the new one).
+
+    The files are written into a marked hidden sibling ``.NAME.mtrs-*`` and swapped in
+    (:func:`mtrs.outdir.swap_in`: on Linux one atomic exchange, so ``out_dir`` is at every
+    instant either the previous model or the new one, whole). Leftovers of a killed save are
+    cleaned up first.
 
     Args:
         job: The trained job.
-        out_dir: Target directory; an existing one is replaced only after the new one is whole.
+        out_dir: Target directory: missing, empty, or (with ``overwrite``) an mtrs model
+            directory holding nothing else. Anything else is refused (see
+            :func:`mtrs.outdir.check_out`), as is the directory of the config's data.
+        overwrite: Replace an existing mtrs model directory.
 
     Returns:
         The directory.
+
+    Raises:
+        MtrsUserError: ``out_dir`` may not be written; nothing was touched.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_out(out, MODEL, overwrite, data_files(job.cfg))
+    with staged(out) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         write_json(tmp / "processor.json", job.prepared.processor.to_json())
@@ -97,12 +106,6 @@ def save_job(job: Job, out_dir: str | Path) -> Path:
         save_file(job.catalog.tensors(), str(tmp / "catalog.safetensors"))
         write_json(tmp / "catalog.json", job.catalog.meta())
         write_manifest(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -117,7 +120,7 @@ def write_manifest(directory: Path) -> None:
     write_json(
         directory / "manifest.json",
         {
-            "format": "mtrs.model/1",
+            "format": MODEL_FORMAT,
             "versions": {
                 "mtrs": __version__,
                 "torch": torch.__version__,
@@ -165,10 +168,15 @@ class LoadedModel:
 def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     """Load a model directory from safetensors, JSON and TOML (never unpickles).
 
+    Hidden ``.NAME.mtrs-*`` siblings (temporaries of a save) are never read; if the directory
+    is missing because a save was killed mid-replace, the previous model is moved back first.
+
     Raises:
         MtrsUserError: Missing directory or file, or a checksum that does not match.
     """
     d = Path(directory)
+    if not d.exists():
+        recover(d)  # a save killed between its two renames (systems without an exchange)
     if not d.is_dir():
         raise MtrsUserError(f"{d}: model directory not found")
     for name in (*FILES, "manifest.json"):

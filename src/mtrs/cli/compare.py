@@ -15,6 +15,7 @@ from mtrs.experiments.aggregate import aggregate
 from mtrs.experiments.compare import comparison_markdown, run_comparison, write_comparison
 from mtrs.experiments.grid import Grid
 from mtrs.experiments.record import RunRecord
+from mtrs.outdir import COMPARE, check_out, data_files
 
 
 def parse_lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -42,9 +43,13 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Seeds per architecture (0 … N−1).")] = 3,
     lambdas: Annotated[str | None, typer.Option(help="λ values to sweep, e.g. 0,0.1,0.3")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Train each architecture on the same split with the same budget; table, plots, report."""
     cfg = load_config(config)
+    check_out(out, COMPARE, overwrite, data_files(cfg))
     names = tuple(a.strip() for a in architectures.split(",") if a.strip())
     for name in names:
         get_architecture(name)

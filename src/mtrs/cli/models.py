@@ -14,6 +14,7 @@ from mtrs.cli.output import console, fmt, metrics_table, print_json
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
 from mtrs.job import run_job
+from mtrs.outdir import MODEL, check_out, data_files
 from mtrs.recommend.recommender import Recommendation
 from mtrs.rescore import rescore
 
@@ -43,9 +44,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     architecture: Annotated[str | None, typer.Option(help="Override model.architecture.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing mtrs model directory.")
+    ] = False,
 ) -> None:
-    """Train a model from a config and write its model directory."""
+    """Train a model from a config and write its model directory (new, empty or --overwrite)."""
     cfg = load_config(config)
+    check_out(out, MODEL, overwrite, data_files(cfg))  # before hours of training, not after
     if seed is not None:
         cfg.train.seed = seed
     if epochs is not None:
@@ -54,7 +59,7 @@ def train(
         cfg.model.architecture = architecture
     cfg.train.progress = cfg.train.progress and not as_json
     job = run_job(cfg)
-    save_job(job, out)
+    save_job(job, out, overwrite)
     if as_json:
         print_json(
             {

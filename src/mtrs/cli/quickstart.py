@@ -16,6 +16,7 @@ from mtrs.config.load import load_config
 from mtrs.datasets.quickstart import oracle_metrics, write_synth
 from mtrs.datasets.synth import SynthSpec
 from mtrs.job import Job, run_job
+from mtrs.outdir import QUICKSTART, check_out
 from mtrs.prepare import prepare
 from mtrs.report.html import Report
 from mtrs.report.plots import metric_bars, training_curves
@@ -89,8 +90,12 @@ def quickstart(
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 500,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Generate data, train hard and soft parallel, compare with the oracle, report, recommend."""
+    check_out(out, QUICKSTART, overwrite)
     start = time.perf_counter()
     data_dir = out / "data"
     config = write_synth(
@@ -112,7 +117,7 @@ def quickstart(
         cfg.model.architecture = arch
         console.print(f"[bold]2.[/] training {label} …")
         jobs[arch] = run_job(cfg, prepared=prepared)
-        save_job(jobs[arch], out / "models" / arch)
+        save_job(jobs[arch], out / "models" / arch, overwrite=True)
     oracle = oracle_metrics(next(iter(jobs.values())), truth)
     rows: dict[str, Any] = {"oracle (true probabilities)": oracle}
     rows.update({f"{a} ({j.num_parameters:,} params)": j.test_metrics for a, j in jobs.items()})

@@ -10,6 +10,7 @@ import typer
 from mtrs.cli.output import console, print_json
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
+from mtrs.outdir import TUNE, check_out, data_files
 
 
 def tune(
@@ -32,6 +33,7 @@ def tune(
     from mtrs.experiments.tune_report import summary
 
     cfg = load_config(config)
+    check_out(out, TUNE, protect=data_files(cfg))  # a previous study is resumed
     if metric is not None:
         cfg.tune.metric = metric
     n = trials if trials is not None else cfg.tune.trials
