@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtrs import outdir
-from mtrs.outdir import MARKER, atomic_path, leftovers, recover, staged, write_text
+from mtrs.outdir import MARKER, atomic_path, leftovers, recover, rewrite, staged, write_text
 
 
 def _marked(path: Path, target: Path, role: str, pid: int) -> Path:
@@ -103,3 +103,15 @@ def test_atomic_file_write_keeps_the_old_file_on_error(tmp_path: Path) -> None:
     write_text(path, "new")
     assert path.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_rewrite_through_a_link_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    with staged(real) as tmp:
+        (tmp / "f.txt").write_text("one")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with rewrite(link) as tmp:
+        (tmp / "f.txt").write_text("two")
+    assert link.is_symlink() and (link / "f.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -96,6 +96,7 @@ def save_job(job: Job, out_dir: str | Path, overwrite: bool = False) -> Path:
         MtrsUserError: ``out_dir`` may not be written; nothing was touched.
     """
     out = Path(out_dir)
+    recover(out)  # a model a killed save moved aside is back before the rule is applied
     check_out(out, MODEL, overwrite, data_files(job.cfg))
     with staged(out) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
@@ -165,11 +166,21 @@ class LoadedModel:
         )
 
 
+def _identity(d: Path) -> tuple[int, int] | None:
+    try:
+        st = d.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     """Load a model directory from safetensors, JSON and TOML (never unpickles).
 
     Hidden ``.NAME.mtrs-*`` siblings (temporaries of a save) are never read; if the directory
     is missing because a save was killed mid-replace, the previous model is moved back first.
+    A directory swapped while it is read (a concurrent ``train --overwrite`` or ``evaluate``)
+    is read again, so the files all come from one model.
 
     Raises:
         MtrsUserError: Missing directory or file, or a checksum that does not match.
@@ -177,6 +188,20 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     d = Path(directory)
     if not d.exists():
         recover(d)  # a save killed between its two renames (systems without an exchange)
+    for attempt in range(3):
+        before = _identity(d)
+        try:
+            loaded = _load(d, verify)
+        except (MtrsUserError, OSError):
+            if attempt < 2 and _identity(d) != before:
+                continue
+            raise
+        if _identity(d) == before:
+            return loaded
+    return loaded
+
+
+def _load(d: Path, verify: bool) -> LoadedModel:
     if not d.is_dir():
         raise MtrsUserError(f"{d}: model directory not found")
     for name in (*FILES, "manifest.json"):

@@ -254,6 +254,9 @@ def _alive(marker: dict[str, Any]) -> bool:
 
 def _remove_temp(directory: Path) -> None:
     """Remove a temporary directory, its marker last (a crash leaves it recognisable)."""
+    if directory.is_symlink():
+        directory.unlink()  # never what a link points to
+        return
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(directory):
             if entry.name == MARKER:
@@ -428,6 +431,8 @@ def rewrite(directory: str | Path) -> Iterator[Path]:
         The staging copy to edit.
     """
     d = Path(directory)
+    if d.is_symlink():
+        d = d.resolve()  # swap the directory the link points to; the link stays as it is
     with staged(d) as tmp:
         for entry in d.iterdir():
             if entry.name == MARKER:

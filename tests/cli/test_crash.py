@@ -177,3 +177,54 @@ def test_kill_during_evaluate_keeps_a_loadable_model(
     assert hidden_siblings(target) == []
     load_model(target)
     retrain_cleans(config, target)
+
+
+READER = """
+import hashlib, json, os, sys, pathlib
+d, stop = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+reads = bad = 0
+while not stop.exists():
+    before = os.stat(d).st_ino
+    metrics = (d / "metrics.json").read_bytes()
+    manifest = (d / "manifest.json").read_bytes()
+    if os.stat(d).st_ino != before:
+        continue  # swapped while reading: a loader reads again (mtrs.artifact.load_model)
+    json.loads(metrics)  # never empty or half-written
+    digest = json.loads(manifest)["sha256"]["metrics.json"]
+    bad += hashlib.sha256(metrics).hexdigest() != digest
+    reads += 1
+print(json.dumps({"reads": reads, "bad": bad}))
+"""
+
+
+def test_concurrent_readers_never_see_a_partial_model(first: Path, tmp_path: Path) -> None:
+    """While evaluate rewrites metrics and manifest, a reader in another process never sees
+    an empty file, nor new metrics with an old manifest."""
+    from mtrs.artifact import write_manifest
+    from mtrs.jsonio import write_json
+    from mtrs.outdir import rewrite
+    from mtrs.rescore import rescore
+
+    target = copy_of(first, tmp_path)
+    # A big extra file makes hashing the manifest slow: the window an in-place rewrite had.
+    (target / "attachment.bin").write_bytes(os.urandom(1 << 25))
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(target), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.5)
+        for i in range(4):
+            with rewrite(target) as tmp:  # a different metrics.json, so evaluate changes it
+                doc = json.loads((tmp / "metrics.json").read_text())
+                write_json(tmp / "metrics.json", {**doc, "tasks": {}, "run": i})
+                write_manifest(tmp)
+            assert rescore(target)["tasks"]
+            load_model(target)
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=TIMEOUT)
+    seen = json.loads(out)
+    assert seen["reads"] > 100
+    assert seen["bad"] == 0
+    assert hidden_siblings(target) == []
