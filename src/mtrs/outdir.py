@@ -93,8 +93,13 @@ def is_model_dir(path: str | Path) -> bool:
 
 
 def _model_files(path: Path) -> set[str]:
-    doc = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    return {"manifest.json", MARKER, *dict(doc.get("sha256", {}))}
+    """The names a model directory may hold: its manifest's files, the manifest, a marker."""
+    try:
+        doc = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        listed = set(dict(doc.get("sha256", {})))
+    except (OSError, ValueError, TypeError):
+        listed = set()
+    return {"manifest.json", MARKER, *listed}
 
 
 def _is_previous(path: Path, kind: OutKind) -> bool:
@@ -150,7 +155,10 @@ def check_out(
             )
     if not p.exists():
         return
-    entries = [e.name for e in p.iterdir()]
+    try:
+        entries = [e.name for e in p.iterdir()]
+    except OSError as err:
+        raise MtrsUserError(f"{p}: cannot be read ({err.strerror}); choose another --out") from None
     if not entries:
         return
     if _is_previous(p, kind):
@@ -360,14 +368,17 @@ def _exchange(a: Path, b: Path) -> bool:
 def swap_in(new: Path, target: Path) -> None:
     """Put the complete directory ``new`` (a sibling of ``target``) in place of ``target``.
 
-    Guarantee: at every instant ``target`` is either the previous directory or ``new``, whole.
-    On Linux this is one ``renameat2(RENAME_EXCHANGE)``; the previous directory then sits at
-    ``new``'s hidden name and is removed. Where the exchange is not available (another
-    system, or a file system without it) two renames are used: the previous directory is moved
-    aside to a marked ``.NAME.mtrs-*`` sibling, then ``new`` is renamed to ``target``; a crash
-    between the two leaves ``target`` missing for that instant, and the next save to
-    ``target`` or :func:`~mtrs.artifact.load_model` of it moves the previous one back
-    (:func:`recover`). A missing ``target`` is a single rename, which is atomic everywhere.
+    Guarantee where Linux ``renameat2(RENAME_EXCHANGE)`` works (ext4, xfs, btrfs, tmpfs, …):
+    whatever instant the process is killed at, ``target`` is the previous directory or
+    ``new``, each whole — the swap is that one system call; the previous directory then sits
+    at ``new``'s hidden name and is removed. A missing ``target`` is a single rename, atomic
+    everywhere (``target`` is then absent or ``new``).
+
+    Elsewhere (other systems, file systems without the exchange) two renames are used: the
+    previous directory is moved aside to a marked ``.NAME.mtrs-*`` sibling, then ``new`` is
+    renamed to ``target``. A kill between the two leaves ``target`` absent (never partial);
+    the next save to ``target`` or :func:`~mtrs.artifact.load_model` of it moves the previous
+    one back (:func:`recover`).
     """
     if not os.path.lexists(target):
         os.rename(new, target)
@@ -394,6 +405,27 @@ def swap_in(new: Path, target: Path) -> None:
     _remove_temp(aside)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            _fsync(Path(root) / name)
+        _fsync(Path(root))
+
+
 @contextlib.contextmanager
 def staged(target: str | Path) -> Iterator[Path]:
     """Build a directory in a marked hidden sibling; on success it replaces ``target``.
@@ -411,8 +443,10 @@ def staged(target: str | Path) -> Iterator[Path]:
     try:
         _write_marker(tmp, t, "new")
         yield tmp
+        _fsync_tree(tmp)  # the new files are on disk before any rename makes them the target
         pause_point("save:written")
         swap_in(tmp, t)
+        _fsync(t.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             _remove_temp(tmp)
