@@ -28,7 +28,7 @@ install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtrs quickstart --out runs/quickstart
+	$(BIN)/mtrs quickstart --out runs/quickstart --overwrite
 
 # The lock: every package of the base install and of every extra, transitive ones included,
 # resolved by uv from pyproject.toml under constraints.txt (the torch pin). Run after changing

@@ -205,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         str(out / "scale.toml"),
         "--out",
         str(out / "model"),
+        "--overwrite",
         "--json",
     ]
     t1 = time.perf_counter()

@@ -33,9 +33,16 @@ def train(config: JobConfig | str | Path | dict[str, object], tables: Tables | N
     return run_job(cfg, tables)
 
 
-def save(job: Job, directory: str | Path) -> Path:
-    """Write a trained job as a model directory (safetensors, JSON, TOML; atomically)."""
-    return save_job(job, directory)
+def save(job: Job, directory: str | Path, overwrite: bool = False) -> Path:
+    """Write a trained job as a model directory (safetensors, JSON, TOML; crash-safe).
+
+    ``directory`` must be new or empty, or (with ``overwrite``) an mtrs model directory; see
+    :func:`mtrs.artifact.save_job`.
+
+    Raises:
+        MtrsUserError: ``directory`` holds something else, or a model and ``overwrite`` is off.
+    """
+    return save_job(job, directory, overwrite)
 
 
 def load(directory: str | Path) -> LoadedModel:

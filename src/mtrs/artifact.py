@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +24,12 @@ from mtrs.errors import MtrsUserError
 from mtrs.job import Job
 from mtrs.jsonio import write_json
 from mtrs.model import build_model, count_parameters
+from mtrs.outdir import MODEL, MODEL_FORMAT, check_out, data_files, recover, staged
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
 from mtrs.tasks.taskset import TaskSet
 from mtrs.version import __version__
 
-MODEL_FORMAT = "mtrs.model/1"
 T = TypeVar("T")
 
 FILES = (
@@ -80,20 +78,31 @@ def metrics_document(job: Job) -> dict[str, Any]:
     }
 
 
-def save_job(job: Job, out_dir: str | Path) -> Path:
-    """Write a trained job as a model directory, atomically (all files or none).
+def save_job(job: Job, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a trained job as a model directory, crash-safely (the old model or the new one).
+
+    The files are written into a marked hidden sibling ``.NAME.mtrs-*`` and swapped in
+    (:func:`mtrs.outdir.swap_in`: on Linux one atomic exchange, so ``out_dir`` is at every
+    instant either the previous model or the new one, whole). Leftovers of a killed save are
+    cleaned up first.
 
     Args:
         job: The trained job.
-        out_dir: Target directory; an existing one is replaced only after the new one is whole.
+        out_dir: Target directory: missing, empty, or (with ``overwrite``) an mtrs model
+            directory holding nothing else. Anything else is refused (see
+            :func:`mtrs.outdir.check_out`), as is the directory of the config's data.
+        overwrite: Replace an existing mtrs model directory.
 
     Returns:
         The directory.
+
+    Raises:
+        MtrsUserError: ``out_dir`` may not be written; nothing was touched.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    recover(out)  # a model a killed save moved aside is back before the rule is applied
+    check_out(out, MODEL, overwrite, data_files(job.cfg))
+    with staged(out) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         write_json(tmp / "processor.json", job.prepared.processor.to_json())
@@ -102,12 +111,6 @@ def save_job(job: Job, out_dir: str | Path) -> Path:
         save_file(job.catalog.tensors(), str(tmp / "catalog.safetensors"))
         write_json(tmp / "catalog.json", job.catalog.meta())
         write_manifest(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -179,13 +182,42 @@ def _read_part(path: Path, build: Callable[[Any], T]) -> T:
         ) from None
 
 
+def _identity(d: Path) -> tuple[int, int] | None:
+    try:
+        st = d.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     """Load a model directory from safetensors, JSON and TOML (never unpickles).
+
+    Hidden ``.NAME.mtrs-*`` siblings (temporaries of a save) are never read; if the directory
+    is missing because a save was killed mid-replace, the previous model is moved back first.
+    A directory swapped while it is read (a concurrent ``train --overwrite`` or ``evaluate``)
+    is read again, so the files all come from one model.
 
     Raises:
         MtrsUserError: Missing directory or file, or a checksum that does not match.
     """
     d = Path(directory)
+    if not d.exists():
+        recover(d)  # a save killed between its two renames (systems without an exchange)
+    for attempt in range(3):
+        before = _identity(d)
+        try:
+            loaded = _load(d, verify)
+        except (MtrsUserError, OSError):
+            if attempt < 2 and _identity(d) != before:
+                continue
+            raise
+        if _identity(d) == before:
+            return loaded
+    return loaded
+
+
+def _load(d: Path, verify: bool) -> LoadedModel:
     if not d.is_dir():
         raise MtrsUserError(f"{d}: model directory not found")
     for name in (*FILES, "manifest.json"):

@@ -12,6 +12,7 @@ from mtrs.config.models import JobConfig
 from mtrs.data.tables import Tables
 from mtrs.eval.evaluator import evaluate
 from mtrs.model import build_model, count_parameters
+from mtrs.outdir import pause_point
 from mtrs.prepare import Prepared, prepare
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
@@ -81,6 +82,7 @@ def run_job(
     trainer = Trainer(model, tasks, cfg)
     if configure is not None:
         configure(trainer)
+    pause_point("train")  # test hook (crash tests); nothing unless MTRS_TEST_PAUSE_AT is set
     result = trainer.fit(prepared.train, prepared.valid)
     test = prepared.test
     test_metrics = (

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mtrs.outdir import write_text
 
 
 def json_safe(x: Any) -> Any:
@@ -31,17 +31,5 @@ def dumps(data: Any) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write :func:`dumps` of ``data`` to ``path`` atomically.
-
-    The text goes to a temporary file in the same directory, which then replaces ``path``, so
-    a concurrent reader sees the old file or the new one, never a half-written one.
-    """
-    text = dumps(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write :func:`dumps` of ``data`` to ``path`` atomically (:func:`mtrs.outdir.atomic_path`)."""
+    write_text(path, dumps(data))

@@ -7,8 +7,6 @@ must carry the model's input columns; the output has one column per task (and fu
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from mtrs.data.readers import read_table
 from mtrs.data.tables import add_key_standins
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
+from mtrs.outdir import atomic_path
 
 
 def predictions_frame(m: LoadedModel, rows: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -95,15 +94,9 @@ def predict_file(
     result = pd.concat(
         [rows[keep].reset_index(drop=True), predictions_frame(m, rows, str(rows_path))], axis=1
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         if out.suffix.lower() == ".csv":
             result.to_csv(tmp, index=False)
         else:
             result.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return result

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mtrs.cli.output import console, err_console, print_json
+from mtrs.outdir import BENCHMARK, check_out
 
 benchmark_app = typer.Typer(help="Benchmarks on real data.", no_args_is_help=True)
 
@@ -37,6 +38,9 @@ def movielens_100k(
         typer.Option(help="Non-neural baselines, comma-separated (item_knn, ease, als) or none."),
     ] = "item_knn,ease,als",
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Train every architecture for several seeds on MovieLens-100K; write results and plots."""
     from mtrs.baselines import BASELINES
@@ -44,6 +48,7 @@ def movielens_100k(
     from mtrs.errors import MtrsUserError
     from mtrs.experiments.movielens import resolve_architectures, rich_tables, run_benchmark
 
+    check_out(out, BENCHMARK, overwrite, [data_dir] if data_dir is not None else ())
     names = [a.strip() for a in architectures.split(",") if a.strip()] if architectures else None
     resolve_architectures(names)  # a bad name fails before any download or training
     chosen = [b.strip() for b in baselines.split(",") if b.strip() and b.strip() != "none"]

@@ -10,6 +10,7 @@ import typer
 from mtrs.cli.output import console, print_json
 from mtrs.config.load import load_config
 from mtrs.errors import MtrsUserError
+from mtrs.outdir import COMPARE, check_out, data_files
 
 if TYPE_CHECKING:
     from mtrs.experiments.record import RunRecord
@@ -40,6 +41,9 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Seeds per architecture (0 … N−1).")] = 3,
     lambdas: Annotated[str | None, typer.Option(help="λ values to sweep, e.g. 0,0.1,0.3")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Train each architecture on the same split with the same budget; table, plots, report."""
     from mtrs.arch.registry import get_architecture
@@ -48,6 +52,7 @@ def compare(
     from mtrs.experiments.grid import Grid
 
     cfg = load_config(config)
+    check_out(out, COMPARE, overwrite, data_files(cfg))
     names = tuple(a.strip() for a in architectures.split(",") if a.strip())
     for name in names:
         get_architecture(name)

@@ -9,6 +9,7 @@ import typer
 
 from mtrs.cli.output import console
 from mtrs.errors import MtrsUserError
+from mtrs.outdir import EXAMPLE, EXPORT, SYNTH, check_out
 
 data_app = typer.Typer(help="Generate data.", no_args_is_help=True)
 datasets_app = typer.Typer(help="Public datasets.", no_args_is_help=True)
@@ -22,6 +23,9 @@ def synth_command(
     events: Annotated[int, typer.Option(help="Number of impressions.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Write a synthetic e-commerce log with known ground truth, and a config for it."""
     if fmt not in ("csv", "parquet"):
@@ -29,6 +33,7 @@ def synth_command(
     from mtrs.datasets import synth
     from mtrs.datasets.quickstart import write_synth
 
+    check_out(out, SYNTH, overwrite)
     spec = synth.SynthSpec(num_users=users, num_items=items, num_events=events, seed=seed)
     config = write_synth(out, spec, fmt)
     console.print(f"wrote interactions, users, items and truth tables to {out}; config: {config}")
@@ -39,9 +44,14 @@ def example_command(
     name: Annotated[str, typer.Argument(help="ratings | impressions | numeric")],
     out: Annotated[Path, typer.Option("--out", help="Directory to write.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Write a small synthetic log in one of the layouts of docs/own-data.md."""
     from mtrs.datasets.examples import write_example
+
+    check_out(out, EXAMPLE, overwrite)
 
     ex = write_example(name, out, seed)
     files = ", ".join(str(p) for p in ex.files.values())
@@ -75,10 +85,14 @@ def export(
     ] = None,
     negatives: Annotated[int, typer.Option(help="Sampled non-interactions per rating.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the negative sampling.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Write the MovieLens benchmark job (tables + mtrs.toml) for train, tune and compare."""
     if name != "movielens-100k":
         raise MtrsUserError(f"unknown dataset '{name}' (known: movielens-100k)")
+    check_out(out, EXPORT, overwrite, [data_dir] if data_dir is not None else ())
     from mtrs.datasets.movielens import fetch_movielens_100k, load_movielens_100k
     from mtrs.datasets.movielens_job import write_movielens_job
 

@@ -13,6 +13,7 @@ from mtrs.cli.output import console, err_console, fmt, metrics_table, print_json
 from mtrs.config.load import load_config, override
 from mtrs.config.models import seed_keys
 from mtrs.errors import MtrsUserError
+from mtrs.outdir import MODEL, check_out, data_files
 
 if TYPE_CHECKING:
     from mtrs.recommend.recommender import Recommendation
@@ -51,9 +52,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
     architecture: Annotated[str | None, typer.Option(help="Override model.architecture.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing mtrs model directory.")
+    ] = False,
 ) -> None:
-    """Train a model from a config and write its model directory."""
+    """Train a model from a config and write its model directory (new, empty or --overwrite)."""
     cfg = load_config(config)
+    check_out(out, MODEL, overwrite, data_files(cfg))  # before hours of training, not after
     options: dict[str, Any] = dict.fromkeys(seed_keys(cfg), seed) if seed is not None else {}
     if epochs is not None:
         options["train.epochs"] = epochs
@@ -65,7 +70,7 @@ def train(
     from mtrs.job import run_job
 
     job = run_job(cfg)
-    save_job(job, out)
+    save_job(job, out, overwrite)
     for warning in job.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if as_json:

@@ -12,6 +12,7 @@ from mtrs.cli.models import print_recommendation
 from mtrs.cli.output import console, metrics_table
 from mtrs.config.load import load_config, override
 from mtrs.config.models import seed_keys
+from mtrs.outdir import QUICKSTART, check_out
 
 if TYPE_CHECKING:
     from mtrs.job import Job
@@ -93,8 +94,12 @@ def quickstart(
             help="Seed of the synthetic data and every seed of the job (train, split, tune)."
         ),
     ] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
+    ] = False,
 ) -> None:
     """Generate data, train hard and soft parallel, compare with the oracle, report, recommend."""
+    check_out(out, QUICKSTART, overwrite)
     import pandas as pd
 
     from mtrs.artifact import load_model, save_job
@@ -125,7 +130,7 @@ def quickstart(
         cfg.model.architecture = arch
         console.print(f"[bold]2.[/] training {label} …")
         jobs[arch] = run_job(cfg, prepared=prepared)
-        save_job(jobs[arch], out / "models" / arch)
+        save_job(jobs[arch], out / "models" / arch, overwrite=True)
     oracle = oracle_metrics(next(iter(jobs.values())), truth)
     rows: dict[str, Any] = {"oracle (true probabilities)": oracle}
     rows.update({f"{a} ({j.num_parameters:,} params)": j.test_metrics for a, j in jobs.items()})

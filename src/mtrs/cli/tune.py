@@ -11,6 +11,7 @@ from mtrs.cli.output import console, print_json
 from mtrs.config.load import load_config, override
 from mtrs.errors import MtrsUserError
 from mtrs.eval.names import RANKING_CHOICES, is_ranking_metric
+from mtrs.outdir import TUNE, check_out, data_files
 
 
 def tune(
@@ -33,6 +34,7 @@ def tune(
     from mtrs.experiments.tune_report import summary
 
     cfg = load_config(config)
+    check_out(out, TUNE, protect=data_files(cfg))  # a previous study is resumed
     if metric is not None:
         cfg = override(cfg, {"tune.metric": metric}, str(config))
     n = trials if trials is not None else cfg.tune.trials

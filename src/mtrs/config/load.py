@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from mtrs.config.models import JobConfig
 from mtrs.errors import MtrsUserError
+from mtrs.outdir import write_text
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:
@@ -111,5 +112,5 @@ def config_to_dict(cfg: JobConfig) -> dict[str, Any]:
 
 
 def dump_config(cfg: JobConfig, path: str | Path) -> None:
-    """Write the resolved config (every default filled in) as TOML."""
-    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")
+    """Write the resolved config (every default filled in) as TOML, atomically."""
+    write_text(path, tomli_w.dumps(config_to_dict(cfg)))

@@ -15,6 +15,7 @@ from mtrs.data.split import TEST
 from mtrs.datasets import synth
 from mtrs.eval.metrics import auc
 from mtrs.job import Job
+from mtrs.outdir import write_text
 
 
 def quickstart_config_text(fmt: str = "csv") -> str:
@@ -27,7 +28,7 @@ def write_synth(out: Path, spec: synth.SynthSpec, fmt: str = "csv") -> Path:
     """Write the synthetic tables, truth and a ready config ``mtrs.toml``; returns the config."""
     synth.write(synth.generate(spec), out, fmt=fmt)  # type: ignore[arg-type]
     config = out / "mtrs.toml"
-    config.write_text(quickstart_config_text(fmt), encoding="utf-8")
+    write_text(config, quickstart_config_text(fmt))
     return config
 
 

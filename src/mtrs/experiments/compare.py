@@ -14,6 +14,7 @@ from mtrs.experiments.grid import Grid, run_grid
 from mtrs.experiments.record import RunRecord
 from mtrs.experiments.tables import PARAMETERS, Column, markdown, primary_columns, rows
 from mtrs.jsonio import write_json
+from mtrs.outdir import atomic_path, write_text
 from mtrs.prepare import Prepared, prepare
 from mtrs.report.html import Report
 from mtrs.report.plots import heatmap, metric_bars, trajectories
@@ -95,7 +96,8 @@ def _lambda_plot(records: list[RunRecord], columns: list[Column], path: Path) ->
         axes[0, j].set_xlabel("λ (lambda_shared)")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -115,9 +117,7 @@ def write_comparison(
     results = aggregate(records)
     doc = {"summary": results, "skipped": skipped, "runs": [r.to_json() for r in records]}
     write_json(out / "compare.json", doc)
-    (out / "compare.md").write_text(
-        f"# {title}\n\n{comparison_markdown(records, skipped)}", encoding="utf-8"
-    )
+    write_text(out / "compare.md", f"# {title}\n\n{comparison_markdown(records, skipped)}")
     cols = primary_columns(results, SHOWN)
     rep = Report(title)
     rep.heading("Test metrics (mean ± sample std over seeds)")

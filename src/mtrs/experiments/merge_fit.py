@@ -10,7 +10,6 @@ the fitted merge is never worse on validation than the best single-task list.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from mtrs.data.split import VALID
 from mtrs.eval.metrics import is_higher_better
 from mtrs.eval.ranking import rank_metrics
 from mtrs.experiments.ranking import list_scores, ranking_setup
+from mtrs.outdir import rewrite
 from mtrs.prepare import prepare
 from mtrs.recommend.merge import merge
 
@@ -127,7 +127,8 @@ def fit_saved_merge(model_dir: str | Path, relevant: str, metric: str = "ndcg@10
     The log is read again with the saved processor; the catalog is rebuilt as it stood when
     the validation period began, so nothing of that period (nor of the test period) leaks
     into the users' histories. ``recommend.merge`` and ``recommend.weights`` of the saved
-    config are replaced (and the manifest rewritten), so ``mtrs recommend`` uses the fit.
+    config are replaced (and the manifest rewritten, both in a copy of the directory that is then
+    swapped in: :func:`mtrs.outdir.rewrite`), so ``mtrs recommend`` uses the fit.
 
     Raises:
         MtrsUserError: Not a model directory, a log not in memory, a missing column, or no
@@ -146,8 +147,7 @@ def fit_saved_merge(model_dir: str | Path, relevant: str, metric: str = "ndcg@10
     cfg = m.cfg.model_copy(deep=True)
     cfg.recommend.merge = fit.strategy  # type: ignore[assignment]
     cfg.recommend.weights = fit.weights
-    tmp = directory / ".config.toml.tmp"
-    dump_config(cfg, tmp)
-    os.replace(tmp, directory / "config.toml")
-    write_manifest(directory)
+    with rewrite(directory) as tmp:
+        dump_config(cfg, tmp / "config.toml")
+        write_manifest(tmp)
     return fit

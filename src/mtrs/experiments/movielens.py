@@ -42,6 +42,7 @@ from mtrs.experiments.record import RunRecord
 from mtrs.experiments.tables import PARAMETERS, Column, markdown, rich_table, rows
 from mtrs.job import Job
 from mtrs.jsonio import write_json
+from mtrs.outdir import write_text
 from mtrs.prepare import Prepared, prepare
 from mtrs.report.plots import metric_bars
 
@@ -309,7 +310,7 @@ def _plot_table(
 def write_outputs(out: Path, results: Results, runs: Sequence[RunRecord]) -> list[Path]:
     """``results.json``, ``results.md`` and the PNG plots in ``out``."""
     write_json(out / "results.json", results)
-    (out / "results.md").write_text(results_markdown(results, runs), encoding="utf-8")
+    write_text(out / "results.md", results_markdown(results, runs))
     rmse = MAIN_COLUMNS[2]
     plots = (
         ("task_metrics.png", "test AUC / accuracy", [c for c in MAIN_COLUMNS[:5] if c != rmse]),

@@ -18,6 +18,7 @@ from mtrs.config.load import dump_config
 from mtrs.config.models import JobConfig
 from mtrs.experiments.tables import markdown
 from mtrs.jsonio import write_json
+from mtrs.outdir import atomic_path, write_text
 
 
 @dataclass
@@ -75,7 +76,8 @@ def _plot(result: StudyResult, path: Path) -> Path:
     ax.set_title(f"mtrs tune — {result.name}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -85,14 +87,14 @@ def write_study(out: Path, result: StudyResult) -> None:
     out.mkdir(parents=True, exist_ok=True)
     dump_config(result.best_config, out / "best.toml")
     header, body = trial_rows(result)
-    with (out / "trials.csv").open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out / "trials.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(body)
-    (out / "trials.md").write_text(
+    write_text(
+        out / "trials.md",
         f"# mtrs tune — {result.name}\n\nValidation {result.metric} ({result.direction}); best "
         f"trial {result.best_trial}: {result.best_value:.4f}.\n\n{markdown(header, body)}",
-        encoding="utf-8",
     )
     _plot(result, out / "history.png")
 
@@ -122,4 +124,4 @@ def write_summary(out: Path, results: Sequence[StudyResult]) -> None:
         body = [
             [r.name, f"{r.best_value:.4f}", str(r.best_trial), str(len(r.trials))] for r in results
         ]
-        (out / "summary.md").write_text(markdown(header, body), encoding="utf-8")
+        write_text(out / "summary.md", markdown(header, body))

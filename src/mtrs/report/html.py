@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtrs.outdir import write_text
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
@@ -50,10 +52,10 @@ class Report:
     def write(self, path: Path) -> Path:
         """Write the page."""
         body = "\n".join(self.parts)
-        path.write_text(
+        write_text(
+            path,
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
             f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
             f"{body}</body></html>",
-            encoding="utf-8",
         )
         return path
