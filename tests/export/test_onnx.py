@@ -60,7 +60,7 @@ VOCABS = {
 }
 
 
-def _features() -> list[dict[str, Any]]:
+def _features(poolings: tuple[str, ...]) -> list[dict[str, Any]]:
     """Every input kind: categorical, numeric, multi-hot, and one history per pooling."""
     features: list[dict[str, Any]] = [
         {"name": "age", "kind": "categorical", "group": "user"},
@@ -68,10 +68,9 @@ def _features() -> list[dict[str, Any]]:
         {"name": "item_id", "kind": "categorical", "group": "item"},
         {"name": "genres", "kind": "multi_hot", "group": "item", "max_length": 3},
         {"name": "interests", "kind": "multi_hot", "group": "user", "max_length": 2},
-        {"name": "price", "kind": "numeric", "group": "item"},
         {"name": "hour", "kind": "categorical", "group": "context", "embedding_dim": 3},
     ]
-    for pooling in POOLINGS:
+    for pooling in poolings:
         features.append(
             {
                 "name": f"seen_{pooling}",
@@ -86,30 +85,37 @@ def _features() -> list[dict[str, Any]]:
     return features
 
 
-def _parts(arch: str) -> tuple[nn.Module, FittedProcessor, TaskSet]:
-    """An untrained model (fixed seed) of ``arch`` with binary, regression and multiclass
-    tasks and the ESMM funnel; dot interactions and time gaps on."""
+def _parts(
+    arch: str, poolings: tuple[str, ...] = ("mean",), all_kinds: bool = False
+) -> tuple[nn.Module, FittedProcessor, TaskSet]:
+    """An untrained model (fixed seed) of ``arch``: click, purchase and their ESMM funnel;
+    ``all_kinds`` adds a regression and a multiclass task, dot interactions and time gaps.
+    The models are small: export time grows with the graph."""
+    tasks: list[dict[str, Any]] = [
+        {"name": "click", "type": "binary", "label": "click"},
+        {"name": "purchase", "type": "binary", "label": "purchase", "condition": "click"},
+    ]
+    if all_kinds:
+        tasks += [
+            {"name": "dwell", "type": "regression", "label": "dwell"},
+            {"name": "reaction", "type": "multiclass", "label": "reaction"},
+        ]
     cfg = config_from_dict(
         {
             "data": {"interactions": "/unused.csv"},
-            "features": _features(),
-            "tasks": [
-                {"name": "click", "type": "binary", "label": "click"},
-                {"name": "purchase", "type": "binary", "label": "purchase", "condition": "click"},
-                {"name": "dwell", "type": "regression", "label": "dwell"},
-                {"name": "reaction", "type": "multiclass", "label": "reaction"},
-            ],
+            "features": _features(poolings),
+            "tasks": tasks,
             "relations": [
                 {"type": "esmm", "parent": "click", "child": "purchase", "name": "click_purchase"}
             ],
             "model": {
                 "architecture": arch,
                 "embedding_dim": 4,
-                "interactions": "dot",
+                "interactions": "dot" if all_kinds else "none",
                 "shared": {"hidden": [8, 8]},
                 "tower": {"hidden": [4]},
                 "experts": {"num_experts": 2, "task_experts": 1, "levels": 2},
-                "sequence": {"time_gaps": True, "attention_hidden": [8]},
+                "sequence": {"time_gaps": all_kinds, "attention_hidden": [8]},
             },
         }
     )
@@ -119,9 +125,23 @@ def _parts(arch: str) -> tuple[nn.Module, FittedProcessor, TaskSet]:
         scaler = Scaler(3.0, 2.0, False) if t.type == "regression" else None
         encodings.append(TaskEncoding(t, classes=classes, scaler=scaler))
     proc = FittedProcessor(cfg, {k: Vocabulary(v) for k, v in VOCABS.items()}, {}, encodings)
-    tasks = TaskSet.for_job(cfg, proc.tasks)
+    taskset = TaskSet.for_job(cfg, proc.tasks)
     torch.manual_seed(0)
-    return build_model(proc, cfg, tasks).eval(), proc, tasks
+    model = build_model(proc, cfg, taskset).eval()
+    with torch.no_grad():
+        # Weights larger than the initialisation's: gates, attention and outputs then vary
+        # from row to row, so a wrong op shows as a difference.
+        for p in model.parameters():
+            p.normal_(0.0, 0.4)
+    return model, proc, taskset
+
+
+# case → (architecture, history poolings, all task kinds): every architecture with a mean-pooled
+# history, then the attention poolings (DIN, Transformer with time gaps) with every output kind.
+CASES: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    **{a: (a, ("mean",), False) for a in ARCHS},
+    "din+transformer": ("shared_bottom", ("din", "transformer"), True),
+}
 
 
 def _torch_predict(
@@ -139,25 +159,29 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"dir": tmp_path_factory.mktemp("onnx")}
 
 
-def _exported(cache: dict[str, Any], arch: str) -> tuple[Any, ...]:
-    if arch not in cache:
-        model, proc, tasks = _parts(arch)
+def _exported(cache: dict[str, Any], case: str) -> tuple[Any, ...]:
+    if case not in cache:
+        arch, poolings, all_kinds = CASES[case]
+        model, proc, tasks = _parts(arch, poolings, all_kinds)
         graph = ExportGraph(model, tasks, input_specs(proc), user_tasks=False)
-        path = cache["dir"] / f"{arch}.onnx"
+        path = cache["dir"] / f"{case}.onnx"
         mtrs_onnx._export_graph(graph, example_inputs(graph.inputs, proc, 3), path, 18)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        cache[arch] = (model, proc, tasks, graph, session, path)
-    return tuple(cache[arch])
+        cache[case] = (model, proc, tasks, graph, session, path)
+    return tuple(cache[case])
 
 
-def test_every_architecture_is_covered() -> None:
+def test_every_architecture_and_pooling_is_covered() -> None:
     assert set(ARCHS) == set(ARCHITECTURES)
+    assert {p for _, poolings, _ in CASES.values() for p in poolings} == set(POOLINGS)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_onnxruntime_matches_torch_at_every_batch_size(exported: dict[str, Any], arch: str) -> None:
-    model, proc, tasks, graph, session, path = _exported(exported, arch)
-    assert graph.outputs == ["click", "purchase", "dwell", "reaction", "click_purchase"]
+@pytest.mark.parametrize("case", CASES)
+def test_onnxruntime_matches_torch_at_every_batch_size(exported: dict[str, Any], case: str) -> None:
+    model, proc, tasks, graph, session, path = _exported(exported, case)
+    all_kinds = CASES[case][2]
+    kinds = ["dwell", "reaction"] if all_kinds else []
+    assert graph.outputs == ["click", "purchase", *kinds, "click_purchase"]
     names = [OUTPUT_PREFIX + n for n in graph.outputs]
     for rows in BATCH_SIZES:
         example = example_inputs(graph.inputs, proc, rows, seed=100 + rows)
@@ -167,11 +191,14 @@ def test_onnxruntime_matches_torch_at_every_batch_size(exported: dict[str, Any],
         for name in graph.outputs:
             assert got[name].shape == want[name].shape, (name, rows)
             diff = float(np.abs(got[name] - want[name]).max())
-            assert diff <= 1e-5, f"{arch} {name} batch {rows}: max |diff| {diff}"
+            assert diff <= 1e-5, f"{case} {name} batch {rows}: max |diff| {diff}"
+            print(f"max|diff| {case} batch {rows} {name}: {diff:.2e}")
         # Real, varied predictions (not constants that would match trivially).
         if rows > 1:
-            assert np.ptp(want["click"]) > 1e-4
-        assert np.allclose(got["reaction"].sum(1), 1.0, atol=1e-5)
+            assert np.ptp(want["click"]) > 1e-2
+        if all_kinds:
+            assert got["reaction"].shape == (rows, 3)
+            assert np.allclose(got["reaction"].sum(1), 1.0, atol=1e-5)
         joint = got["click"] * got["purchase"]
         assert np.allclose(got["click_purchase"], joint, atol=1e-6)
     graph_proto = onnx.load(str(path)).graph
@@ -181,12 +208,12 @@ def test_onnxruntime_matches_torch_at_every_batch_size(exported: dict[str, Any],
         assert i.type.tensor_type.shape.dim[0].dim_param == "batch", i.name
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_plain_ops_forward_equals_the_training_path(arch: str) -> None:
+@pytest.mark.parametrize("case", CASES)
+def test_plain_ops_forward_equals_the_training_path(case: str) -> None:
     """The export path (plain ops) against the training path's custom Functions and
     EmbeddingBag (grad enabled, eval mode: fused experts, index_add_ lookup, feature-major
     mix)."""
-    model, proc, tasks = _parts(arch)
+    model, proc, tasks = _parts(*CASES[case])
     graph = ExportGraph(model, tasks, input_specs(proc), user_tasks=False)
     example = example_inputs(graph.inputs, proc, 33, seed=5)
     want = graph(*example)
