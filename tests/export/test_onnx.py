@@ -165,7 +165,7 @@ def _exported(cache: dict[str, Any], case: str) -> tuple[Any, ...]:
         model, proc, tasks = _parts(arch, poolings, all_kinds)
         graph = ExportGraph(model, tasks, input_specs(proc), user_tasks=False)
         path = cache["dir"] / f"{case}.onnx"
-        mtrs_onnx._export_graph(graph, example_inputs(graph.inputs, proc, 3), path, 18)
+        mtrs_onnx.export_graph_file(graph, example_inputs(graph.inputs, proc, 3), path, 18)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         cache[case] = (model, proc, tasks, graph, session, path)
     return tuple(cache[case])

@@ -34,9 +34,11 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import platform
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,24 +309,50 @@ def _is_export(directory: Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == ONNX_FORMAT
 
 
-def _export_graph(graph: ExportGraph, example: tuple[Tensor, ...], path: Path, opset: int) -> None:
+def export_graph_file(
+    graph: ExportGraph, example: tuple[Tensor, ...], path: Path, opset: int
+) -> None:
+    """Trace ``graph`` with the dynamo exporter into one ONNX file (weights inside).
+
+    Eval mode, no autograd, :func:`~mtrs.layers.plain.plain_ops`; every input's first axis
+    is the dynamic ``batch`` axis.
+
+    Args:
+        graph: The model as a function of named tensors.
+        example: Inputs to trace with (any batch size above 1).
+        path: The ``.onnx`` file to write.
+        opset: The ONNX opset.
+    """
     batch = torch.export.Dim(BATCH_AXIS, min=1)
     names = [s.name for s in graph.inputs]
-    # The exporter reports its steps on stdout; the command prints its own summary.
     graph.eval()
-    with plain_ops(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
-            graph,
-            example,
-            str(path),
-            dynamo=True,
-            input_names=names,
-            output_names=[OUTPUT_PREFIX + n for n in graph.outputs],
-            dynamic_shapes=(tuple({0: batch} for _ in names),),
-            opset_version=opset,
-            external_data=False,
-            verbose=False,
-        )
+    # The exporter reports its steps on stdout and logs notes (no torchvision, axis names)
+    # and warnings: the command prints its own summary, and the check below is the verdict.
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with (
+            plain_ops(),
+            torch.no_grad(),
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph,
+                example,
+                str(path),
+                dynamo=True,
+                input_names=names,
+                output_names=[OUTPUT_PREFIX + n for n in graph.outputs],
+                dynamic_shapes=(tuple({0: batch} for _ in names),),
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        onnx_log.setLevel(level)
 
 
 def _max_difference(graph: ExportGraph, session: Any, proc: FittedProcessor, rows: int) -> float:
@@ -386,7 +414,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, opset: int = OPSET) 
         for key, graph in graphs.items():
             file = f"{key}.onnx"
             example = example_inputs(graph.inputs, loaded.processor, rows=3)
-            _export_graph(graph, example, tmp / file, opset)
+            export_graph_file(graph, example, tmp / file, opset)
             session = ort.InferenceSession(str(tmp / file), providers=["CPUExecutionProvider"])
             diff = max(_max_difference(graph, session, loaded.processor, n) for n in CHECK_BATCHES)
             if not diff <= CHECK_TOLERANCE:
@@ -517,6 +545,7 @@ __all__ = [
     "ExportGraph",
     "InputSpec",
     "OnnxModel",
+    "export_graph_file",
     "export_onnx",
     "input_specs",
     "recommender_from_onnx",
