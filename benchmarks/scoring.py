@@ -2,9 +2,13 @@
 
 Trains a one-epoch model on a synthetic log with 100,000 items, saves and loads it, then times
 ``Recommender.recommend`` (batched scoring per chunk, per-task top-K, merge) for random known
-users. Prints a table and, with ``--json PATH``, writes the numbers.
+users. Prints a table and, with ``--json PATH``, writes the numbers. ``--backend onnx`` also
+exports the model (``mtrs export --format onnx``) and times the same lists scored by
+onnxruntime (:func:`mtrs.export.onnx.recommender_from_onnx`, as many threads as torch);
+``--backend both`` times the two side by side.
 
-    python benchmarks/scoring.py [--items 100000] [--repeats 30] [--json out.json]
+    python benchmarks/scoring.py [--items 100000] [--repeats 30] [--backend torch|onnx|both]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--backend", choices=("torch", "onnx", "both"), default="torch")
     args = parser.parse_args()
     console = Console()
     tmp = Path(tempfile.mkdtemp(prefix="mtrs-scoring-"))
@@ -45,43 +50,59 @@ def main() -> None:
         cfg.train.progress = False
         mtrs.save(mtrs.train(cfg), tmp / "model")
         model = mtrs.load(tmp / "model")
-        rec = model.recommender()
+        recs = {}
+        if args.backend in ("torch", "both"):
+            recs["torch"] = model.recommender()
+        if args.backend in ("onnx", "both"):
+            from mtrs.export.onnx import export_onnx, recommender_from_onnx
+
+            export_onnx(tmp / "model", tmp / "onnx")
+            threads = torch.get_num_threads()
+            recs["onnx"] = recommender_from_onnx(tmp / "model", tmp / "onnx", threads)
         ids = model.catalog.item_ids
         rng = np.random.default_rng(0)
         users = [
             model.catalog.user_ids[i]
             for i in rng.integers(0, len(model.catalog.user_ids), args.repeats)
         ]
-        results = {}
-        for n in (1682, min(100_000, len(ids))):
+        results: dict[str, dict[int, dict[str, float]]] = {b: {} for b in recs}
+        for n in sorted({min(1682, len(ids)), min(100_000, len(ids))}):
             cands = [ids[i] for i in rng.choice(len(ids), n, replace=False)]
-            rec.recommend(users[0], k=10, candidates=cands)  # warm-up
-            times = []
-            for u in users:
-                t0 = time.perf_counter()
-                rec.recommend(u, k=10, candidates=cands)
-                times.append(time.perf_counter() - t0)
-            ms = np.array(times) * 1000
-            results[n] = {
-                "median_ms": float(np.median(ms)),
-                "p95_ms": float(np.percentile(ms, 95)),
-                "items_per_s": float(n / np.median(ms) * 1000),
-            }
+            for backend, rec in recs.items():
+                rec.recommend(users[0], k=10, candidates=cands)  # warm-up
+                times = []
+                for u in users:
+                    t0 = time.perf_counter()
+                    rec.recommend(u, k=10, candidates=cands)
+                    times.append(time.perf_counter() - t0)
+                ms = np.array(times) * 1000
+                results[backend][n] = {
+                    "median_ms": float(np.median(ms)),
+                    "p95_ms": float(np.percentile(ms, 95)),
+                    "items_per_s": float(n / np.median(ms) * 1000),
+                    "us_per_item": float(np.median(ms) * 1000 / n),
+                }
         table = Table(
             title=f"recommend latency (threads={torch.get_num_threads()}, "
             f"{len(model.tasks)} tasks, k=10)"
         )
-        for col in ("candidates", "median ms", "p95 ms", "items/s"):
+        for col in ("backend", "candidates", "median ms", "p95 ms", "µs/item", "items/s"):
             table.add_column(col, justify="right")
-        for n, r in results.items():
-            table.add_row(
-                f"{n:,}", f"{r['median_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['items_per_s']:,.0f}"
-            )
+        for backend, by_n in results.items():
+            for n, r in by_n.items():
+                table.add_row(
+                    backend,
+                    f"{n:,}",
+                    f"{r['median_ms']:.1f}",
+                    f"{r['p95_ms']:.1f}",
+                    f"{r['us_per_item']:.2f}",
+                    f"{r['items_per_s']:,.0f}",
+                )
         console.print(table)
         doc = {
             "threads": torch.get_num_threads(),
             "items_in_catalog": len(ids),
-            "results": {str(k): v for k, v in results.items()},
+            "results": {b: {str(k): v for k, v in by_n.items()} for b, by_n in results.items()},
         }
         print(json.dumps(doc))
         if args.json:

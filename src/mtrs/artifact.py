@@ -26,7 +26,7 @@ from mtrs.jsonio import write_json
 from mtrs.model import build_model, count_parameters
 from mtrs.outdir import MODEL, MODEL_FORMAT, check_out, data_files, recover, staged
 from mtrs.recommend.catalog import Catalog
-from mtrs.recommend.recommender import Recommender
+from mtrs.recommend.recommender import Predictor, Recommender
 from mtrs.tasks.taskset import TaskSet
 from mtrs.version import __version__
 
@@ -151,8 +151,13 @@ class LoadedModel:
     catalog: Catalog
     metrics: dict[str, Any]
 
-    def recommender(self, catalog: Catalog | None = None) -> Recommender:
+    def recommender(
+        self, catalog: Catalog | None = None, predictor: Predictor | None = None
+    ) -> Recommender:
         """A recommender with the config's defaults, over the model's catalog (or ``catalog``).
+
+        ``predictor`` scores instead of the torch model (the ONNX backend,
+        :func:`mtrs.export.onnx.recommender_from_onnx`).
 
         Raises:
             MtrsUserError: The model was trained without user or item ids (nothing to rank).
@@ -166,7 +171,12 @@ class LoadedModel:
                     "scores given rows (mtrs evaluate)"
                 )
         return Recommender(
-            self.model, self.processor, self.tasks, catalog or self.catalog, self.cfg.recommend
+            self.model,
+            self.processor,
+            self.tasks,
+            catalog or self.catalog,
+            self.cfg.recommend,
+            predictor,
         )
 
 

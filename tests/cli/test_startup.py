@@ -15,7 +15,17 @@ from mtrs.config.models import JobConfig
 from mtrs.datasets.quickstart import write_synth
 from mtrs.datasets.synth import SynthSpec
 
-HEAVY = ("torch", "pandas", "pyarrow", "matplotlib", "optuna", "sklearn", "scipy")
+HEAVY = (
+    "torch",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "optuna",
+    "sklearn",
+    "scipy",
+    "onnx",
+    "onnxruntime",
+)
 
 PROBE = """
 import json, sys
@@ -26,6 +36,7 @@ codes = [
     run(["tune", "--help"]),
     run(["compare", "--help"]),
     run(["data", "synth", "--help"]),
+    run(["export", "--help"]),
     run(["train", sys.argv[1], "--out", sys.argv[2]]),
 ]
 import mtrs
@@ -55,7 +66,7 @@ def test_help_and_config_errors_import_no_torch_nor_pandas(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["codes"] == [0, 0, 0, 0, 0, 2]
+    assert got["codes"] == [0, 0, 0, 0, 0, 0, 2]
     assert f"{bad}: unknown key 'data.bogus'" in proc.stderr
     assert got["heavy"] == [], f"imported at start-up: {got['heavy']}"
 

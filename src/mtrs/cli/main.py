@@ -25,8 +25,15 @@ app.add_typer(data.datasets_app, name="datasets")
 
 
 def _register_optional() -> None:
-    # Command groups that live in modules of their own (comparison, benchmarks, serving).
-    for module in ("mtrs.cli.compare", "mtrs.cli.benchmark", "mtrs.cli.tune", "mtrs.cli.serve"):
+    # Command groups that live in modules of their own (comparison, benchmarks, serving,
+    # export).
+    for module in (
+        "mtrs.cli.compare",
+        "mtrs.cli.benchmark",
+        "mtrs.cli.tune",
+        "mtrs.cli.serve",
+        "mtrs.cli.export",
+    ):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as err:

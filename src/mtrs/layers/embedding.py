@@ -11,6 +11,7 @@ from mtrs.config.models import FeatureConfig, ModelConfig
 from mtrs.data.batch import Batch
 from mtrs.data.encoders import OOV, PAD
 from mtrs.data.processor import FittedProcessor
+from mtrs.layers.plain import plain_ops_enabled
 from mtrs.layers.row_gather import gather_rows
 from mtrs.layers.sequence import SequenceTransformer, TargetAttention, masked_mean
 
@@ -204,6 +205,22 @@ class FeatureEmbedding(nn.Module):
         out: Tensor = table.lookup(batch.cat[:, self.cat_groups[g][k]] + table.offsets[k])
         return out
 
+    def bag_mean(self, name: str, codes: Tensor) -> Tensor:
+        """Mean of a multi-hot feature's token vectors, padding (code 0) left out.
+
+        ``nn.EmbeddingBag`` in training and inference; inside
+        :func:`~mtrs.layers.plain.plain_ops` the same mean as a lookup and a masked mean (an
+        exported ``EmbeddingBag`` is an ONNX ``Loop``, about 200× slower in onnxruntime).
+
+        Shape:
+            codes [B, L] → [B, D] (zeros for a row without tokens).
+        """
+        bag: nn.EmbeddingBag = self.bags[name]  # type: ignore[assignment]
+        if plain_ops_enabled():
+            return masked_mean(gather_rows(bag.weight, codes), codes != 0)
+        out: Tensor = bag(codes)
+        return out
+
     def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
         assert f.item_feature is not None
         g, k = self._cat_pos[f.item_feature]
@@ -234,8 +251,8 @@ class FeatureEmbedding(nn.Module):
             if e.shape[-1] == self.dot_dim:
                 dots.append(e)
             parts.append(e.flatten(1))
-        for name, bag in self.bags.items():
-            v = bag(batch.multi[name])
+        for name in self.bags:
+            v = self.bag_mean(name, batch.multi[name])
             if v.shape[-1] == self.dot_dim:
                 dots.append(v.unsqueeze(1))
             parts.append(v)

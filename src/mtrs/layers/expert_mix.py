@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mtrs.layers.plain import plain_ops_enabled
+
 
 class _FeatureMajorMix(torch.autograd.Function):
     """Every gate's mix of ``[E, d, B]`` experts, with gradients laid out like their inputs.
@@ -62,7 +64,7 @@ def mix_many(experts: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
     """
     ws = [w.to(experts.dtype) for w in weights]
     fm = experts.permute(1, 2, 0)
-    if fm.is_contiguous():
+    if fm.is_contiguous() and not plain_ops_enabled():
         # ExpertPool's feature-major output ([E, d, B] in memory).
         wt = torch.stack([w.T for w in ws])  # [T, E, B]
         return list(_FeatureMajorMix.apply(fm, wt))

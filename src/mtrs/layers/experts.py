@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from mtrs.layers.fused_experts import SharedInputExperts
 from mtrs.layers.mlp import MLP
+from mtrs.layers.plain import plain_ops_enabled
 
 
 class ExpertPool(nn.Module):
@@ -99,7 +100,8 @@ class ExpertPool(nn.Module):
         # The hand-written backward covers fp32 training without dropout; everything else
         # (inference, autocast, dropout) takes the autograd path, which computes the same.
         return (
-            torch.is_grad_enabled()
+            not plain_ops_enabled()
+            and torch.is_grad_enabled()
             and self.weights[0].requires_grad
             and isinstance(self.drop, nn.Identity)
             and x.dtype == torch.float32

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from mtrs.layers.plain import plain_ops_enabled
+
 
 class _RowGather(torch.autograd.Function):
     """``weight[codes]`` with a dense weight gradient built by one ``index_add_``.
@@ -36,7 +38,7 @@ class _RowGather(torch.autograd.Function):
 
 def gather_rows(weight: Tensor, codes: Tensor) -> Tensor:
     """Rows of ``weight`` for integer ``codes`` of any shape: ``[*codes.shape, dim]``."""
-    if torch.is_grad_enabled() and weight.requires_grad:
+    if torch.is_grad_enabled() and weight.requires_grad and not plain_ops_enabled():
         out: Tensor = _RowGather.apply(weight, codes)
         return out
     return torch.nn.functional.embedding(codes, weight)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ from mtrs.recommend.merge import check_weights, merge, top_k
 from mtrs.tasks.taskset import TaskSet
 
 POPULARITY = "popularity"
+
+# A scoring backend: a batch and whether to add the user-scoped tasks → ``TaskSet.predict``'s
+# predictions by task and relation name (the torch model by default; ``OnnxModel`` for ONNX).
+Predictor = Callable[[Batch, bool], dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class Recommender:
         tasks: The model's tasks; their relations add derived lists (ESMM joint probability).
         catalog: Encoded items and users from the training log.
         cfg: Default k, merge strategy and weights.
+        predictor: Scores batches instead of ``model`` (e.g.
+            :class:`mtrs.export.onnx.OnnxModel`); must give what ``model`` gives.
     """
 
     def __init__(
@@ -104,8 +111,10 @@ class Recommender:
         tasks: TaskSet,
         catalog: Catalog,
         cfg: RecommendConfig,
+        predictor: Predictor | None = None,
     ) -> None:
         self.model = model.eval()
+        self.predict: Predictor = predictor or self._torch_predict
         self.proc = processor
         self.tasks = tasks
         self.catalog = catalog
@@ -125,6 +134,9 @@ class Recommender:
             elif g == "context":
                 out["context"].append(j)
         return out
+
+    def _torch_predict(self, batch: Batch, user_tasks: bool) -> dict[str, Tensor]:
+        return self.tasks.predict(self.model(batch, user_tasks=user_tasks).logits)
 
     def _assemble(self, row: int, cand: Tensor) -> Batch:
         items, users, ctx = self.catalog.items, self.catalog.users, self.catalog.context
@@ -173,8 +185,7 @@ class Recommender:
         chunk = self.cfg.chunk_size
         cand_t = torch.from_numpy(candidates.astype(np.int64))
         for start in range(0, len(cand_t), chunk):
-            out = self.model(self._assemble(row, cand_t[start : start + chunk]), user_tasks=False)
-            preds = self.tasks.predict(out.logits)
+            preds = self.predict(self._assemble(row, cand_t[start : start + chunk]), False)
             for name in self.list_tasks:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         scores = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
@@ -185,8 +196,9 @@ class Recommender:
         """The user-scoped tasks' predictions (the user's predicted profile)."""
         if not self.tasks.user_tasks:
             return {}
-        out = self.model(self._assemble(row, torch.zeros(1, dtype=torch.long)))
-        return self._profile(self.tasks.predict(out.logits))
+        return self._profile(
+            self.predict(self._assemble(row, torch.zeros(1, dtype=torch.long)), True)
+        )
 
     def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -1,0 +1,1 @@
+"""Exports of trained models to other runtimes (ONNX: :mod:`mtrs.export.onnx`)."""
