@@ -1,0 +1,179 @@
+"""Load benchmark of ``mtrs serve``: throughput and latency percentiles over loopback HTTP.
+
+It starts the service (a child process, 127.0.0.1, a free port) on a MovieLens-100K model —
+every one of the 1,682 movies scored per request, less the user's seen ones — and sends
+``POST /v1/recommend`` for random known users from 1, 8 and 32 concurrent clients, for each
+backend. Bounded: ``--requests`` per level and ``--timeout`` per request. Prints one row per
+backend and level (requests/s, p50/p95/p99 ms, errors) and writes them as JSON.
+
+    python benchmarks/serve_load.py --data-dir ../shared/datasets/ml-100k --json runs/serve_load.json
+
+Without ``--model`` it first trains the MovieLens-100K shared-bottom job for 2 epochs into
+``runs/serve_load/model`` (reused when present), and exports it to ONNX for that backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_model(args: argparse.Namespace) -> Path:
+    """The model directory to serve: ``--model``, or a MovieLens-100K job trained once."""
+    if args.model:
+        return Path(args.model)
+    root = Path("runs/serve_load")
+    model = root / "model"
+    if (model / "manifest.json").is_file():
+        return model
+    job = root / "job"
+    mtrs = [sys.executable, "-m", "mtrs.cli.main"]
+    export = [*mtrs, "datasets", "export", "movielens-100k", "--out", str(job), "--overwrite"]
+    if args.data_dir:
+        export += ["--data-dir", args.data_dir]
+    subprocess.run(export, check=True)
+    train = [*mtrs, "train", str(job / "mtrs.toml"), "--out", str(model), "--epochs", "2"]
+    subprocess.run([*train, "--overwrite"], check=True)
+    return model
+
+
+def onnx_dir(model: Path) -> Path:
+    """The model's ONNX export (made once, next to the model)."""
+    out = model.parent / f"{model.name}-onnx"
+    if not (out / "onnx.json").is_file():
+        cmd = [sys.executable, "-m", "mtrs.cli.main", "export", str(model), "--format", "onnx"]
+        subprocess.run([*cmd, "--out", str(out)], check=True)
+    return out
+
+
+def start_server(model: Path, backend: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    """``mtrs serve`` in a child process; returns it and its base URL once it is ready."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "mtrs.cli.main", "serve", str(model), "--host", "127.0.0.1",
+           "--port", str(port), "--threads", str(threads), "--backend", backend]  # fmt: skip
+    if backend == "onnx":
+        cmd += ["--onnx-dir", str(onnx_dir(model))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"mtrs serve exited: {err.strip()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("mtrs serve did not become ready in 120 s")
+
+
+async def run_level(
+    url: str, users: list[str], clients: int, requests: int, timeout: float, k: int
+) -> dict[str, Any]:
+    """``requests`` recommendations spread over ``clients`` concurrent connections."""
+    latencies: list[float] = []
+    errors = 0
+    queue = list(range(requests))
+    rng = random.Random(clients)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while queue:
+            queue.pop()
+            body = {"user_id": rng.choice(users), "k": k}
+            t0 = time.perf_counter()
+            try:
+                r = await http.post(f"{url}/v1/recommend", json=body)
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            errors += not ok
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        seconds = time.perf_counter() - start
+    lat = np.array(latencies)
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "errors": errors,
+        "requests_per_s": len(lat) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def main() -> None:
+    """Parse options, serve, load, report."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", help="Model directory (default: train the MovieLens-100K job).")
+    p.add_argument("--data-dir", help="MovieLens-100K directory (u.data, u.item, u.user).")
+    p.add_argument("--backends", default="torch,onnx", help="Comma-separated: torch, onnx.")
+    p.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
+    p.add_argument("--requests", type=int, default=2000, help="Requests per level.")
+    p.add_argument("--threads", type=int, default=2, help="Scoring threads of the server.")
+    p.add_argument("--timeout", type=float, default=30.0, help="Seconds per request.")
+    p.add_argument("--k", type=int, default=10, help="List length.")
+    p.add_argument("--json", help="Write the rows as JSON here.")
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    model = prepare_model(args)
+    rows = []
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        proc, url = start_server(model, backend, args.threads)
+        try:
+            info = httpx.get(f"{url}/v1/model", timeout=10).json()
+            users = httpx.get(f"{url}/v1/users?limit=500", timeout=10).json()["user_ids"]
+            print(f"{backend}: {info['architecture']}, {info['num_items']} items, "
+                  f"{len(users)} users sampled")  # fmt: skip
+            asyncio.run(run_level(url, users, 1, 20, args.timeout, args.k))  # warm-up
+            for clients in [int(c) for c in args.clients.split(",")]:
+                row = asyncio.run(
+                    run_level(url, users, clients, args.requests, args.timeout, args.k)
+                )
+                row["backend"] = backend
+                rows.append(row)
+                print(
+                    f"  {clients:>3} clients: {row['requests_per_s']:7.1f} req/s  "
+                    f"p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms  "
+                    f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}"
+                )
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
