@@ -67,6 +67,8 @@ def load_served(directory: str | Path, backend: str = "torch") -> Served:
         MtrsUserError: A missing or broken directory, or an unavailable backend.
     """
     d = Path(directory)
+    if not d.is_dir():
+        raise MtrsUserError(f"{d}: model directory not found")
     digest = model_id(d)
     scorer = load_backend(d, backend)
     if model_id(d) != digest:

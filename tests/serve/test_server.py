@@ -1,0 +1,88 @@
+"""The real server (uvicorn on 127.0.0.1, a free port) and the ``mtrs serve`` command."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from mtrs.cli.main import run
+from mtrs.serve.app import create_app
+
+from .conftest import Models
+
+
+def test_uvicorn_serves_one_request_over_http(models: Models) -> None:
+    app = create_app(models.a)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/recommend", json={"user_id": "1", "k": 3}, timeout=10
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert len(body["merged"]) == 3 and body["user_id"] == "1"
+        assert r.headers["content-type"] == "application/json"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_serve_refuses_an_unavailable_onnx_backend(
+    models: Models, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        installed = importlib.util.find_spec("mtrs.export.onnx") is not None
+    except ModuleNotFoundError:
+        installed = False
+    if installed:
+        pytest.skip("the ONNX backend is installed")
+    assert run(["serve", str(models.a), "--backend", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend onnx" in err and "mtrs.export.onnx" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--backend", "tensorrt"], "--backend: unknown backend 'tensorrt' (torch, onnx)"),
+        (["--threads", "0"], "--threads: must be at least 1"),
+        (["--port", "70000"], "--port: 70000 is not a port"),
+    ],
+)
+def test_serve_option_errors(
+    models: Models, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["serve", str(models.a), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_without_the_extra_names_the_install(
+    models: Models, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a)
+    )
+    assert run(["serve", str(models.a)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: mtrs serve needs fastapi: pip install 'mtrs[serve]'"
+
+
+def test_serve_a_missing_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["serve", "/no/such/model"]) == 2
+    assert "/no/such/model: model directory not found" in capsys.readouterr().err
