@@ -93,8 +93,8 @@ def _error(
     status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     # Messages and fields quote the request, which may hold text JSON allows but UTF-8 does not.
-    body = ErrorOut(error=_text(message), field=None if field is None else _text(field))
-    body = body.model_dump()
+    out = ErrorOut(error=_text(message), field=None if field is None else _text(field))
+    body = out.model_dump()
     return JSONResponse(body, status_code=status, headers=headers)
 
 
