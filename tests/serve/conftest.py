@@ -27,8 +27,9 @@ class Models:
     data: Path
 
 
-def _train(config: Path, out: Path, architecture: str) -> Path:
+def _train(config: Path, out: Path, architecture: str, time_gaps: bool = False) -> Path:
     raw = tomllib.loads(config.read_text("utf-8"))
+    raw["model"]["sequence"] = {"time_gaps": time_gaps}
     for key in ("interactions", "users", "items"):
         raw["data"][key] = str(config.parent / raw["data"][key])
     raw["train"].update({"epochs": 1, "progress": False, "device": "cpu"})
@@ -49,3 +50,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         _train(config, root / "model_b", "single"),
         root / "data",
     )
+
+
+@pytest.fixture(scope="session")
+def gap_model(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model ``a``'s job with time gaps in the history (``model.sequence.time_gaps``)."""
+    out = tmp_path_factory.mktemp("serve_gaps") / "model"
+    return _train(models.data / "mtrs.toml", out, "shared_bottom", time_gaps=True)

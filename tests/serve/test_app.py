@@ -569,3 +569,38 @@ def test_oversized_bodies_are_refused_before_parsing(models: Models) -> None:
         assert r.status_code == 413
         assert c.post("/v1/recommend", json={"user_id": "1"}).status_code == 200
         assert 'endpoint="/v1/recommend",method="POST",status="413"} 2.0' in c.get("/metrics").text
+
+
+def test_concurrent_requests_during_reloads_never_mix_models(
+    app: FastAPI, client: TestClient, models: Models
+) -> None:
+    """Threads recommend while the main thread swaps A and B: every answer is whole, and the
+    lists are exactly those of the model its ``model_id`` names."""
+    import threading
+
+    user = _busy_user(models)
+    want = {}
+    for d in (models.a, models.b):
+        digest = hashlib.sha256((d / "manifest.json").read_bytes()).hexdigest()
+        want[digest] = _as_json(load_model(d).recommender().recommend(user, k=3))["lists"]
+    answers: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def worker() -> None:
+        for _ in range(12):
+            r = client.post("/v1/recommend", json={"user_id": user, "k": 3})
+            if r.status_code != 200:
+                failures.append(r.text)
+            else:
+                answers.append(r.json())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for d in (models.b, models.a, models.b, models.a):
+        assert client.post("/v1/admin/reload", json={"model_dir": str(d)}, headers=AUTH).is_success
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures and len(answers) == 48
+    for body in answers:
+        _same(body["lists"], want[body["model_id"]])
