@@ -86,3 +86,26 @@ def test_serve_without_the_extra_names_the_install(
 def test_serve_a_missing_directory(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["serve", "/no/such/model"]) == 2
     assert "/no/such/model: model directory not found" in capsys.readouterr().err
+
+
+def test_serve_sets_threads_and_hands_the_app_to_uvicorn(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    seen: dict[str, object] = {}
+
+    def fake_run(app: object, host: str, port: int, log_level: str) -> None:
+        seen.update(app=app, host=host, port=port, threads=torch.get_num_threads())
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    before = torch.get_num_threads()
+    try:
+        assert run(["serve", str(models.a), "--port", "0", "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert (seen["host"], seen["port"], seen["threads"]) == ("127.0.0.1", 0, 2)
+    from fastapi.testclient import TestClient
+
+    with TestClient(seen["app"]) as c:  # type: ignore[arg-type]
+        assert c.get("/v1/model").json()["directory"] == str(models.a)

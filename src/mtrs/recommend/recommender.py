@@ -75,7 +75,8 @@ class Recommendation:
 
     An unknown user gets the popularity fallback: every list ranks by training popularity
     (``RecommendedItem.popularity``, no scores), ``strategy`` is ``"popularity"`` and the
-    profile is empty.
+    profile is empty. ``known_user`` is True whenever the model scored the lists — for a user
+    the catalog lacks too, when the caller gave their input (``Recommender.recommend(user=)``).
     """
 
     user: str
