@@ -6,10 +6,12 @@ every one of the 1,682 movies scored per request, less the user's seen ones — 
 backend. Bounded: ``--requests`` per level and ``--timeout`` per request. Prints one row per
 backend and level (requests/s, p50/p95/p99 ms, errors) and writes them as JSON.
 
-    python benchmarks/serve_load.py --data-dir ../shared/datasets/ml-100k --json runs/serve_load.json
+    python benchmarks/serve_load.py --data-dir ../shared/datasets/ml-100k \
+        --json runs/serve_load.json
 
 Without ``--model`` it first trains the MovieLens-100K shared-bottom job for 2 epochs into
-``runs/serve_load/model`` (reused when present), and exports it to ONNX for that backend.
+``runs/serve_load/model`` (reused when present). The ONNX backend exports the model once
+into its cache (``$MTRS_CACHE/onnx/<manifest digest>``) before it serves.
 """
 
 from __future__ import annotations
@@ -56,22 +58,11 @@ def prepare_model(args: argparse.Namespace) -> Path:
     return model
 
 
-def onnx_dir(model: Path) -> Path:
-    """The model's ONNX export (made once, next to the model)."""
-    out = model.parent / f"{model.name}-onnx"
-    if not (out / "onnx.json").is_file():
-        cmd = [sys.executable, "-m", "mtrs.cli.main", "export", str(model), "--format", "onnx"]
-        subprocess.run([*cmd, "--out", str(out)], check=True)
-    return out
-
-
 def start_server(model: Path, backend: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
     """``mtrs serve`` in a child process; returns it and its base URL once it is ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "mtrs.cli.main", "serve", str(model), "--host", "127.0.0.1",
            "--port", str(port), "--threads", str(threads), "--backend", backend]  # fmt: skip
-    if backend == "onnx":
-        cmd += ["--onnx-dir", str(onnx_dir(model))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -22,7 +22,9 @@ def as_keys(col: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(col):
         vals = col.to_numpy()
         finite = vals[~np.isnan(vals)]
-        if finite.size and np.all(finite == np.round(finite)):
+        # Whole numbers as integers — those that fit int64 (1e19 stays a float's text).
+        whole = np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2.0**63)
+        if finite.size and whole:
             col = col.astype("Int64")
     out = col.astype("string")
     return out

@@ -35,6 +35,7 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import platform
 import shutil
 import tempfile
@@ -540,6 +541,29 @@ def recommender_from_onnx(
     return loaded.recommender(predictor=onnx_model)
 
 
+def load_recommender(model_dir: str | Path, threads: int | None = None) -> Recommender:
+    """The ONNX-scored Recommender of a model directory, exporting it once if needed.
+
+    ``mtrs serve --backend onnx`` (and its reload) calls this. The export lives in a cache
+    keyed by the model's manifest digest — ``$MTRS_CACHE/onnx/<digest>`` (default
+    ``~/.cache/mtrs``) — so a restart or a reload of the same model reuses it, and a new
+    model is exported (and its parity checked) before it serves.
+
+    Raises:
+        MtrsUserError: A bad model directory, or onnx / onnxruntime missing.
+    """
+    require_onnx()
+    manifest = Path(model_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise MtrsUserError(f"{model_dir}: not an mtrs model directory (missing manifest.json)")
+    root = Path(os.environ.get("MTRS_CACHE") or Path.home() / ".cache" / "mtrs")
+    target = root / "onnx" / _sha256(manifest)
+    if not _is_export(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model_dir, target)
+    return recommender_from_onnx(model_dir, target, threads)
+
+
 __all__ = [
     "ONNX_FORMAT",
     "ExportGraph",
@@ -548,6 +572,7 @@ __all__ = [
     "export_graph_file",
     "export_onnx",
     "input_specs",
+    "load_recommender",
     "recommender_from_onnx",
     "require_onnx",
 ]

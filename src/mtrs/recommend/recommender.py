@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from mtrs.config.models import RecommendConfig
+from mtrs.config.models import FeatureConfig, RecommendConfig
 from mtrs.data.batch import Batch
+from mtrs.data.encoders import OOV, as_keys, encode_multi_hot
 from mtrs.data.processor import FittedProcessor
 from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import USER_SIDE
@@ -56,13 +59,28 @@ class RecommendedItem:
         return out
 
 
+@dataclass(frozen=True)
+class UserInput:
+    """What the model reads of one user, and the items that user already interacted with.
+
+    Attributes:
+        features: A one-row batch: the user-side features and the behaviour histories.
+        seen: Catalog positions of the items the user interacted with (left out of the
+            default candidates when ``exclude_seen``).
+    """
+
+    features: Batch
+    seen: np.ndarray
+
+
 @dataclass
 class Recommendation:
     """Lists for one user: per task, merged, and the predicted profile.
 
     An unknown user gets the popularity fallback: every list ranks by training popularity
     (``RecommendedItem.popularity``, no scores), ``strategy`` is ``"popularity"`` and the
-    profile is empty.
+    profile is empty. ``known_user`` is True whenever the model scored the lists — for a user
+    the catalog lacks too, when the caller gave their input (``Recommender.recommend(user=)``).
     """
 
     user: str
@@ -114,7 +132,7 @@ class Recommender:
         predictor: Predictor | None = None,
     ) -> None:
         self.model = model.eval()
-        self.predict: Predictor = predictor or self._torch_predict
+        self.predictor: Predictor = predictor or self._torch_predict
         self.proc = processor
         self.tasks = tasks
         self.catalog = catalog
@@ -138,28 +156,111 @@ class Recommender:
     def _torch_predict(self, batch: Batch, user_tasks: bool) -> dict[str, Tensor]:
         return self.tasks.predict(self.model(batch, user_tasks=user_tasks).logits)
 
-    def _assemble(self, row: int, cand: Tensor) -> Batch:
-        items, users, ctx = self.catalog.items, self.catalog.users, self.catalog.context
+    def user_input(self, user_id: str) -> UserInput | None:
+        """The catalog's input of a known user (latest row, history, seen items); else None."""
+        row = self.catalog.user_row(user_id)
+        if row is None:
+            return None
+        return UserInput(self.catalog.users.take(slice(row, row + 1)), self.catalog.seen(row))
+
+    def blank_user(self) -> UserInput:
+        """The input of a user the catalog lacks: out-of-vocabulary user codes, the numeric
+        features at their training mean (0 once standardised), no history, nothing seen."""
+        users = self.catalog.users.take(slice(0, 1))
+        blank = Batch(
+            cat=torch.full_like(users.cat, OOV),
+            num=torch.zeros_like(users.num),
+            labels=users.labels,
+            mask=users.mask,
+            user=users.user,
+            multi={k: torch.zeros_like(v) for k, v in users.multi.items()},
+            hist={k: torch.zeros_like(v) for k, v in users.hist.items()},
+            hist_value={k: torch.zeros_like(v) for k, v in users.hist_value.items()},
+            hist_gap={k: torch.zeros_like(v) for k, v in users.hist_gap.items()},
+        )
+        return UserInput(blank, np.zeros(0, np.int64))
+
+    def context_features(self) -> dict[str, FeatureConfig]:
+        """The model's context features (what a request's context may set), by name."""
+        return {
+            f.name: f
+            for f in self.proc.cfg.features
+            if f.group == "context" and f.kind != "history"
+        }
+
+    def context_row(self, values: Mapping[str, Any]) -> Batch:
+        """The default context row with some features set to raw values (encoded here).
+
+        Args:
+            values: Context feature name → raw value (a category, a number, or for a
+                multi-hot feature a list of tokens or a separator-joined string).
+
+        Raises:
+            MtrsUserError: Naming ``context.<name>``: not a context feature, or a value of
+                the wrong kind (a numeric feature needs a finite number).
+        """
+        ctx = self.catalog.context.take(slice(0, 1))
+        if not values:
+            return ctx
+        features = self.context_features()
+        cat_pos = {f.name: j for j, f in enumerate(self.proc.categorical)}
+        num_pos = {f.name: j for j, f in enumerate(self.proc.numeric)}
+        cat, num, multi = ctx.cat.clone(), ctx.num.clone(), dict(ctx.multi)
+        for name, value in values.items():
+            f = features.get(name)
+            if f is None:
+                known = ", ".join(features) or "none"
+                raise MtrsUserError(
+                    f"context.{name}: not a context feature of this model (context features: "
+                    f"{known})"
+                )
+            if f.kind == "numeric":
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise MtrsUserError(f"context.{name}: a numeric feature needs a number")
+                if not math.isfinite(value):
+                    raise MtrsUserError(f"context.{name}: {value} is not a finite number")
+                scaled = self.proc.scalers[name].transform(np.array([float(value)]))
+                num[0, num_pos[name]] = float(scaled[0])
+            elif f.kind == "categorical":
+                if not isinstance(value, str | int | float) or isinstance(value, bool):
+                    raise MtrsUserError(f"context.{name}: a categorical feature needs a value")
+                key = pd.Series([value])
+                cat[0, cat_pos[name]] = int(self.proc.vocabs[name].encode(as_keys(key))[0])
+            else:
+                if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    value = f.separator.join(value)
+                if not isinstance(value, str):
+                    raise MtrsUserError(
+                        f"context.{name}: a multi-hot feature needs a list of tokens or text"
+                    )
+                codes = encode_multi_hot(
+                    pd.Series([value]), self.proc.vocabs[name], f.separator, f.max_length
+                )
+                multi[name] = torch.from_numpy(codes)
+        return replace(ctx, cat=cat, num=num, multi=multi)
+
+    def _assemble(self, user: Batch, context: Batch, cand: Tensor) -> Batch:
+        items = self.catalog.items
         n = len(cand)
         cat = items.cat[cand].clone()
         num = items.num[cand].clone()
         for mat, src, cols in (
-            (cat, users.cat[row], self._cat_cols["user"]),
-            (cat, ctx.cat[0], self._cat_cols["context"]),
-            (num, users.num[row], self._num_cols["user"]),
-            (num, ctx.num[0], self._num_cols["context"]),
+            (cat, user.cat[0], self._cat_cols["user"]),
+            (cat, context.cat[0], self._cat_cols["context"]),
+            (num, user.num[0], self._num_cols["user"]),
+            (num, context.num[0], self._num_cols["context"]),
         ):
             if cols:
                 mat[:, cols] = src[cols]
         multi = {}
         for name, g in self._multi_groups.items():
             if g in USER_SIDE:
-                multi[name] = users.multi[name][row].expand(n, -1)
+                multi[name] = user.multi[name][0].expand(n, -1)
             elif g == "context":
-                multi[name] = ctx.multi[name][0].expand(n, -1)
+                multi[name] = context.multi[name][0].expand(n, -1)
             else:
                 multi[name] = items.multi[name][cand]
-        expand = lambda d: {k: v[row].expand(n, -1) for k, v in d.items()}  # noqa: E731
+        expand = lambda d: {k: v[0].expand(n, -1) for k, v in d.items()}  # noqa: E731
         return Batch(
             cat=cat,
             num=num,
@@ -167,38 +268,73 @@ class Recommender:
             mask=torch.zeros(n, 0, dtype=torch.bool),
             user=torch.zeros(n, dtype=torch.long),
             multi=multi,
-            hist=expand(users.hist),
-            hist_value=expand(users.hist_value),
-            hist_gap=expand(users.hist_gap),
+            hist=expand(user.hist),
+            hist_value=expand(user.hist_value),
+            hist_gap=expand(user.hist_gap),
         )
 
+    def _user(self, user: int | UserInput) -> Batch:
+        """A catalog row, or a given input, as a one-row user batch."""
+        if isinstance(user, UserInput):
+            return user.features
+        return self.catalog.users.take(slice(user, user + 1))
+
     @torch.no_grad()
+    def predict(
+        self,
+        user: int | UserInput,
+        candidates: np.ndarray,
+        context: Batch | None = None,
+        tasks: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Event-task predictions of candidate item positions, on each label's own scale.
+
+        Args:
+            user: A catalog user row, or a user's input (e.g. with served events).
+            candidates: Item positions in the catalog.
+            context: A one-row context batch (default: the catalog's default context).
+            tasks: The tasks and relations wanted (default: every list task); a multiclass
+                task gives class probabilities [n, C].
+
+        Returns:
+            Predictions per task, in candidate order.
+        """
+        names = self.list_tasks if tasks is None else tasks
+        feats = self._user(user)
+        ctx = self.catalog.context if context is None else context
+        parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
+        chunk = self.cfg.chunk_size
+        cand_t = torch.from_numpy(candidates.astype(np.int64))
+        for start in range(0, len(cand_t), chunk):
+            batch = self._assemble(feats, ctx, cand_t[start : start + chunk])
+            preds = self.predictor(batch, False)
+            for name in names:
+                parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
+        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+
     def score(
-        self, row: int, candidates: np.ndarray
+        self, user: int | UserInput, candidates: np.ndarray, context: Batch | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Per-task scores of the candidate item positions for a known user row.
+        """Per-task scores of the candidate item positions for a user with an input.
+
+        Args:
+            user: A catalog user row, or a user's input (e.g. with served events).
+            candidates: Item positions in the catalog.
+            context: A one-row context batch (default: the catalog's default context).
 
         Returns:
             ``(scores, profile)``: scores per list task [n]; the user-scoped predictions.
         """
-        parts: dict[str, list[np.ndarray]] = {t: [] for t in self.list_tasks}
-        chunk = self.cfg.chunk_size
-        cand_t = torch.from_numpy(candidates.astype(np.int64))
-        for start in range(0, len(cand_t), chunk):
-            preds = self.predict(self._assemble(row, cand_t[start : start + chunk]), False)
-            for name in self.list_tasks:
-                parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
-        scores = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-        return scores, self.profile(row)
+        return self.predict(user, candidates, context), self.profile(user, context)
 
     @torch.no_grad()
-    def profile(self, row: int) -> dict[str, Any]:
+    def profile(self, user: int | UserInput, context: Batch | None = None) -> dict[str, Any]:
         """The user-scoped tasks' predictions (the user's predicted profile)."""
         if not self.tasks.user_tasks:
             return {}
-        return self._profile(
-            self.predict(self._assemble(row, torch.zeros(1, dtype=torch.long)), True)
-        )
+        ctx = self.catalog.context if context is None else context
+        batch = self._assemble(self._user(user), ctx, torch.zeros(1, dtype=torch.long))
+        return self._profile(self.predictor(batch, True))
 
     def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -218,6 +354,9 @@ class Recommender:
         strategy: str | None = None,
         weights: dict[str, float] | None = None,
         candidates: list[str] | None = None,
+        exclude_seen: bool | None = None,
+        user: UserInput | None = None,
+        context: Batch | None = None,
     ) -> Recommendation:
         """Top-K lists per task and the merged list for one user.
 
@@ -227,6 +366,13 @@ class Recommender:
             strategy: ``weighted_sum``, ``weighted_product`` or ``rrf``.
             weights: Task weights for the merge (default from the config; else 1 per task).
             candidates: Raw item ids to rank (default: every known item not yet interacted).
+            exclude_seen: Whether the default candidates leave out the items the user
+                interacted with (default ``recommend.exclude_seen``).
+            user: The user's input, instead of the catalog's (the service passes a user's
+                input with the events served since training; a user the catalog lacks is
+                then scored by the model too). None: the catalog's row, or the popularity
+                fallback for a user it lacks.
+            context: A one-row context batch (:meth:`context_row`), instead of the default.
 
         Raises:
             MtrsUserError: Unknown task in weights, unknown candidate item or strategy.
@@ -246,21 +392,22 @@ class Recommender:
             raise MtrsUserError(f"merge weights: {err}") from None
         if not weights:
             weights = {t: 1.0 for t in self.list_tasks if self.tasks.is_probability(t)}
-        row = self.catalog.user_row(user_id)
-        cand = self._candidates(row, candidates)
-        if row is None:
+        given = user if user is not None else self.user_input(user_id)
+        exclude = self.cfg.exclude_seen if exclude_seen is None else exclude_seen
+        cand = self._candidates(given, candidates, exclude)
+        if given is None:
             # Unknown user: popularity, as shares of the training positives, not task scores.
             scores = {t: self.catalog.popularity_share(t)[cand] for t in self.list_tasks}
             merged_scores = self.catalog.popularity_share()[cand]
             profile: dict[str, Any] = {}
             strategy, weights = POPULARITY, {}
         else:
-            scores, profile = self.score(row, cand)
+            scores, profile = self.score(given, cand, context)
             try:
                 merged_scores = merge(strategy, scores, weights, rrf_k=self.cfg.rrf_k)
             except ValueError as err:
                 raise MtrsUserError(f"merge: {err}") from None
-        fallback = row is None
+        fallback = given is None
 
         def ranked(s: np.ndarray) -> list[RecommendedItem]:
             return [self.item(int(cand[i]), float(s[i]), fallback) for i in top_k(s, k)]
@@ -281,7 +428,9 @@ class Recommender:
             display={c: v[position] for c, v in cat.display.items()},
         )
 
-    def _candidates(self, row: int | None, candidates: list[str] | None) -> np.ndarray:
+    def _candidates(
+        self, user: UserInput | None, candidates: list[str] | None, exclude_seen: bool
+    ) -> np.ndarray:
         n_items = len(self.catalog.item_ids)
         if candidates is not None:
             pos = self.catalog.item_positions(candidates)
@@ -290,6 +439,6 @@ class Recommender:
                 raise MtrsUserError(f"candidates: unknown item id '{bad}'")
             return pos
         keep = np.ones(n_items, dtype=bool)
-        if row is not None and self.cfg.exclude_seen:
-            keep[self.catalog.seen(row)] = False
+        if user is not None and exclude_seen:
+            keep[user.seen] = False
         return np.flatnonzero(keep)

@@ -1,0 +1,56 @@
+"""``mtrs serve``: the HTTP recommendation service (FastAPI + uvicorn, the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtrs.errors import MtrsUserError
+
+# fastapi, uvicorn and torch are imported inside the command: `mtrs --help` stays light.
+SERVE_EXTRA = "pip install 'mtrs[serve]'"
+
+
+def _require_serve_extra() -> None:
+    """Every package of the ``serve`` extra, or one line naming the install command."""
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        if importlib.util.find_spec(module) is None:
+            raise MtrsUserError(f"mtrs serve needs {module}: {SERVE_EXTRA}")
+
+
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory from `mtrs train`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch intra-op threads (default: torch's).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Scoring backend: torch | onnx.")] = "torch",
+) -> None:
+    """Serve recommendations over HTTP: /v1/recommend, /v1/score, /v1/events, /docs."""
+    from mtrs.serve.backend import BACKENDS
+
+    if backend not in BACKENDS:
+        raise MtrsUserError(f"--backend: unknown backend '{backend}' ({', '.join(BACKENDS)})")
+    if threads is not None and threads < 1:
+        raise MtrsUserError("--threads: must be at least 1")
+    if not 0 <= port <= 65535:
+        raise MtrsUserError(f"--port: {port} is not a port (0 to 65535)")
+    _require_serve_extra()
+    import torch
+    import uvicorn
+
+    from mtrs.serve.app import create_app
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    app = create_app(model_dir, backend=backend)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the main app."""
+    app.command()(serve)
