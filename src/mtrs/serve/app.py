@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtrs.errors import MtrsUserError
+
+try:  # the serve extra
+    from fastapi import Depends, FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ModuleNotFoundError as err:
+    raise MtrsUserError(f"mtrs serve needs {err.name}: pip install 'mtrs[serve]'") from None
 from mtrs.serve.backend import Scorer
 from mtrs.serve.events import Event, EventStore, enters_history, serving_input
 from mtrs.serve.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
