@@ -296,7 +296,7 @@ def test_onnx_recommender_lists_equal_the_torch_recommender(
     loaded, out = trained
     torch_rec = loaded.recommender()
     onnx_rec = recommender_from_onnx(loaded.directory, out, threads=1)
-    assert isinstance(onnx_rec.predict, OnnxModel)
+    assert isinstance(onnx_rec.predictor, OnnxModel)
     for user in loaded.catalog.user_ids[:4]:
         a = torch_rec.recommend(user, k=10)
         b = onnx_rec.recommend(user, k=10)
@@ -314,7 +314,10 @@ def test_onnx_recommender_lists_equal_the_torch_recommender(
 def test_onnx_model_scores_a_batch_like_the_torch_model(trained: tuple[LoadedModel, Path]) -> None:
     loaded, out = trained
     rec = loaded.recommender()
-    batch: Batch = rec._assemble(0, torch.arange(len(loaded.catalog.item_ids)))
+    user = rec.user_input(loaded.catalog.user_ids[0])
+    assert user is not None
+    cand = torch.arange(len(loaded.catalog.item_ids))
+    batch: Batch = rec._assemble(user.features, loaded.catalog.context, cand)
     with torch.no_grad():
         want = loaded.tasks.predict(loaded.model(batch).logits)
     got = OnnxModel(out)(batch, user_tasks=True)
