@@ -15,7 +15,7 @@ import pandas as pd
 from mtrs.artifact import LoadedModel, load_model
 from mtrs.data.history import HistoryInput
 from mtrs.data.readers import read_table
-from mtrs.data.tables import add_key_standins
+from mtrs.data.tables import add_key_standins, check_numbers
 from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
 from mtrs.outdir import atomic_path
@@ -43,14 +43,8 @@ def predictions_frame(m: LoadedModel, rows: pd.DataFrame, source: str) -> pd.Dat
                 f"{source}: feature '{f.name}' needs column '{f.source_column}', not found"
             )
     for f in m.cfg.features:
-        if f.kind == "numeric" and not pd.api.types.is_numeric_dtype(rows[f.source_column]):
-            col = rows[f.source_column]
-            bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
-            row = int(bad.argmax())
-            raise MtrsUserError(
-                f"{source}: numeric feature '{f.name}' column '{f.source_column}' has "
-                f"non-numeric value '{col.iloc[row]}' at data row {row + 1}"
-            )
+        if f.kind == "numeric":
+            check_numbers(rows[f.source_column], source, f"numeric feature '{f.name}'")
     frame = add_key_standins(rows.copy(), m.cfg.data)
     batch = proc.encode(frame, HistoryInput.empty(proc.histories, len(frame)))
     preds = predict(m.model, batch, m.tasks, m.cfg.train.eval_batch_size)

@@ -51,6 +51,20 @@ def _cfg(tmp_path: Path, events: pd.DataFrame, items: pd.DataFrame | None = None
     )
 
 
+def _job_toml(tmp_path: Path, interactions: str | None, item_extra: str = "", epochs: int = 1,
+              tail: str = "") -> Path:  # fmt: skip
+    """A one-task CLI config over ``interactions`` (the item id its only feature)."""
+    path = tmp_path / "job.toml"
+    path.write_text(
+        f'[data]\ninteractions = "{interactions}"\n'
+        '[[features]]\nname = "item_id"\nkind = "categorical"\ngroup = "item"\n'
+        f"{item_extra}"
+        '[[tasks]]\nname = "click"\ntype = "binary"\nlabel = "click"\n'
+        f"[train]\nepochs = {epochs}\nprogress = false\n{tail}"
+    )
+    return path
+
+
 def test_empty_timestamps_are_named_with_their_count(tmp_path: Path) -> None:
     ev = _events().astype({"timestamp": float})
     ev.loc[[5, 17, 40], "timestamp"] = np.nan
@@ -104,13 +118,7 @@ def test_an_infinite_regression_label_is_an_error(tmp_path: Path) -> None:
 def test_bad_merge_weights_are_refused(weights: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     cfg = _cfg(tmp_path, _events(200))
-    text = (
-        f'[data]\ninteractions = "{cfg.data.interactions}"\n'
-        '[[features]]\nname = "item_id"\nkind = "categorical"\ngroup = "item"\n'
-        '[[tasks]]\nname = "click"\ntype = "binary"\nlabel = "click"\n'
-        "[train]\nepochs = 1\nprogress = false\n"
-    )
-    (tmp_path / "job.toml").write_text(text)
+    _job_toml(tmp_path, cfg.data.interactions)
     model = tmp_path / "model"
     assert run(["train", str(tmp_path / "job.toml"), "--out", str(model), "--json"]) == 0
     capsys.readouterr()
@@ -131,14 +139,7 @@ def test_one_class_validation_labels_warn_and_keep_the_last_epoch(
     ev.loc[ev.index >= 240, "click"] = 0  # the validation and test periods have no click
     cfg = _cfg(tmp_path, ev, split={"method": "temporal", "valid_fraction": 0.1,
                                     "test_fraction": 0.1})  # fmt: skip
-    text = (
-        f'[data]\ninteractions = "{cfg.data.interactions}"\n'
-        '[[features]]\nname = "item_id"\nkind = "categorical"\ngroup = "item"\n'
-        '[[tasks]]\nname = "click"\ntype = "binary"\nlabel = "click"\n'
-        "[train]\nepochs = 3\nprogress = false\n"
-        '[split]\nmethod = "temporal"\n'
-    )
-    (tmp_path / "job.toml").write_text(text)
+    _job_toml(tmp_path, cfg.data.interactions, epochs=3, tail='[split]\nmethod = "temporal"\n')
     model = tmp_path / "model"
     assert run(["train", str(tmp_path / "job.toml"), "--out", str(model)]) == 0
     err = capsys.readouterr().err
@@ -152,14 +153,7 @@ def test_embedding_tables_too_large_for_memory_are_refused_before_allocating(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = _cfg(tmp_path, _events(100))
-    text = (
-        f'[data]\ninteractions = "{cfg.data.interactions}"\n'
-        '[[features]]\nname = "item_id"\nkind = "categorical"\ngroup = "item"\n'
-        "hash_buckets = 100_000_000_000\n"
-        '[[tasks]]\nname = "click"\ntype = "binary"\nlabel = "click"\n'
-        "[train]\nepochs = 1\nprogress = false\n"
-    )
-    (tmp_path / "job.toml").write_text(text)
+    _job_toml(tmp_path, cfg.data.interactions, item_extra="hash_buckets = 100_000_000_000\n")
     out = tmp_path / "model"
     assert run(["train", str(tmp_path / "job.toml"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

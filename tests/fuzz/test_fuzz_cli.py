@@ -99,6 +99,14 @@ def _check(argv: list[str], capsys: pytest.CaptureFixture[str], out: Path | None
     return code
 
 
+def _train_case(cfg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mtrs train`` of one generated case into a fresh output path (examples share tmp_path)."""
+    out = tmp_path / "out"
+    if out.exists():
+        shutil.rmtree(out)
+    _check(["train", str(cfg), "--out", str(out), "--json"], capsys, out)
+
+
 def _paths(raw: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Every leaf path of a config document."""
     out: list[tuple[Any, ...]] = []
@@ -146,10 +154,7 @@ def test_mutated_configs(
             continue
     cfg = tmp_path / "job.toml"
     cfg.write_text(tomli_w.dumps(raw))
-    out = tmp_path / "out"
-    if out.exists():
-        shutil.rmtree(out)
-    _check(["train", str(cfg), "--out", str(out), "--json"], capsys, out)
+    _train_case(cfg, tmp_path, capsys)
 
 
 DATA_MUTATIONS = [
@@ -204,10 +209,7 @@ def test_mutated_data_files(
     raw["data"][table] = str(target)
     cfg = tmp_path / "job.toml"
     cfg.write_text(tomli_w.dumps(raw))
-    out = tmp_path / "out"
-    if out.exists():
-        shutil.rmtree(out)
-    _check(["train", str(cfg), "--out", str(out), "--json"], capsys, out)
+    _train_case(cfg, tmp_path, capsys)
 
 
 TOKENS = st.sampled_from(

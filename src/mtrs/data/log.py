@@ -100,10 +100,11 @@ class FrameLog:
     def __init__(self, cfg: JobConfig, tables: Tables | None = None) -> None:
         tables = tables or load_tables(cfg)
         d = cfg.data
-        check_side_tables(tables, cfg)
+        # A column the interactions table has too is the interactions' after the join.
+        checked = check_side_tables(tables, cfg) - set(tables.interactions.columns)
         if d.negatives is not None:
             tables = add_negatives(tables, cfg)
-        df = finish_rows(merge_tables(tables, d), cfg)
+        df = finish_rows(merge_tables(tables, d), cfg, checked)
         order = time_order(df, cfg)
         df = df.iloc[order].reset_index(drop=True)
         # A positive and its sampled negatives are one event: one split unit by default.
@@ -232,7 +233,8 @@ class ParquetLog:
         self.num_rows = int(self.file.metadata.num_rows)
         if self.num_rows == 0:
             raise MtrsUserError(f"{self.path}: the table is empty")
-        check_side_tables(Tables(pd.DataFrame(), users, items), cfg)
+        side = Tables(pd.DataFrame(), users, items)
+        self.checked = check_side_tables(side, cfg) - set(names)
         self.users = users
         self.items = items
         self.memory: FrameLog | None = None
@@ -340,7 +342,9 @@ class ParquetLog:
         start = 0
         last = None
         for raw in self._raw_chunks(self.columns):
-            df = finish_rows(merge_tables(Tables(raw, self.users, self.items), d), self.cfg)
+            df = finish_rows(
+                merge_tables(Tables(raw, self.users, self.items), d), self.cfg, self.checked
+            )
             t = df[d.time_key].to_numpy()
             prev = np.concatenate([[t[0] if last is None else last], t[:-1]])
             bad = np.flatnonzero(t < prev)

@@ -178,6 +178,7 @@ def add_negatives(tables: Tables, cfg: JobConfig) -> Tables:
     sampled = np.concatenate([np.full((n, 1), -1), codes], axis=1).ravel()
     copied = _copied_columns(cfg)
     item_side = _item_side_columns(tables, cfg)
+    sampled_items = _item_values(tables, cfg, item_side, universe, sampled)
     out: dict[str, pd.Series | np.ndarray] = {}
     for c in inter.columns:
         col = inter[c].iloc[source].reset_index(drop=True)
@@ -185,7 +186,7 @@ def add_negatives(tables: Tables, cfg: JobConfig) -> Tables:
             neg_items = pd.Series(universe[np.maximum(sampled, 0)], dtype=col.dtype)
             out[c] = col.where(is_pos, neg_items)
         elif c in item_side:
-            out[c] = col.where(is_pos, _item_values(tables, cfg, c, universe, sampled))
+            out[c] = col.where(is_pos, sampled_items[c])
         elif c in copied:
             out[c] = col
         else:
@@ -197,20 +198,32 @@ def add_negatives(tables: Tables, cfg: JobConfig) -> Tables:
 
 
 def _item_values(
-    tables: Tables, cfg: JobConfig, col: str, universe: np.ndarray, sampled: np.ndarray
-) -> pd.Series:
-    """Column ``col`` of each sampled item: from the items table, else the item's latest row."""
+    tables: Tables, cfg: JobConfig, cols: list[str], universe: np.ndarray, sampled: np.ndarray
+) -> pd.DataFrame:
+    """Columns ``cols`` of each sampled item: from the items table, else the item's latest row.
+
+    One lookup table per source (deduplicated once), reindexed once for every column.
+    """
     d = cfg.data
+    out = pd.DataFrame(index=pd.RangeIndex(len(sampled)))
+    if not cols:
+        return out
+    keys = universe[np.maximum(sampled, 0)]
     items = tables.items
-    if items is not None and col in items.columns:
-        by_item = items.drop_duplicates(d.item_col, keep="last").set_index(d.item_col)[col]
-    else:
+    from_items = [c for c in cols if items is not None and c in items.columns]
+    from_log = [c for c in cols if c not in from_items]
+    if from_items:
+        assert items is not None
+        by_item = items.drop_duplicates(d.item_col, keep="last").set_index(d.item_col)
+        values = by_item[from_items].reindex(keys).reset_index(drop=True)
+        out[from_items] = values
+    if from_log:
         inter = tables.interactions
         if d.time_col in inter.columns:
             inter = inter.sort_values(d.time_col, kind="stable")
-        by_item = inter.drop_duplicates(d.item_col, keep="last").set_index(d.item_col)[col]
-    values = by_item.reindex(universe[np.maximum(sampled, 0)])
-    return values.reset_index(drop=True)
+        by_item = inter.drop_duplicates(d.item_col, keep="last").set_index(d.item_col)
+        out[from_log] = by_item[from_log].reindex(keys).reset_index(drop=True)
+    return out
 
 
 def event_units(frame: pd.DataFrame) -> np.ndarray:

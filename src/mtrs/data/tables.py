@@ -98,11 +98,17 @@ def add_key_standins(df: pd.DataFrame, data: DataConfig) -> pd.DataFrame:
     return df
 
 
-def finish_rows(df: pd.DataFrame, cfg: JobConfig) -> pd.DataFrame:
-    """Merged rows made ready: key stand-ins, columns checked, labels derived, times parsed."""
+def finish_rows(
+    df: pd.DataFrame, cfg: JobConfig, checked: frozenset[str] = frozenset()
+) -> pd.DataFrame:
+    """Merged rows made ready: key stand-ins, columns checked, labels derived, times parsed.
+
+    ``checked``: numeric columns already checked where they come from (the side tables, see
+    :func:`check_side_tables`), not checked again on every joined row.
+    """
     d = cfg.data
     df = add_key_standins(df, d)
-    check_columns(df, cfg)
+    check_columns(df, cfg, checked)
     df = derive_labels(df, cfg.tasks, d.log_name)
     check_labels(df, cfg)
     df[d.time_key] = parse_times(df, d)
@@ -181,8 +187,11 @@ def _where(cfg: JobConfig) -> str:
     return f"{cfg.data.log_name} (joined with users/items tables)"
 
 
-def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
-    """Every feature, label and condition column must exist after the join; numbers be numbers."""
+def check_columns(df: pd.DataFrame, cfg: JobConfig, checked: frozenset[str] = frozenset()) -> None:
+    """Every feature, label and condition column must exist after the join; numbers be numbers.
+
+    Numeric columns in ``checked`` were checked in their own table already.
+    """
     where = _where(cfg)
     for f in cfg.features:
         cols = [] if f.kind == "history" else [f.source_column]
@@ -195,7 +204,7 @@ def check_columns(df: pd.DataFrame, cfg: JobConfig) -> None:
             if c not in df.columns:
                 raise MtrsUserError(f"{where}: task '{t.name}' needs column '{c}', not found")
     for f in cfg.features:
-        if f.kind == "numeric":
+        if f.kind == "numeric" and f.source_column not in checked:
             check_numbers(df[f.source_column], where, f"numeric feature '{f.name}'")
 
 
@@ -225,14 +234,21 @@ def check_numbers(col: pd.Series, where: str, what: str) -> None:
         )
 
 
-def check_side_tables(tables: Tables, cfg: JobConfig) -> None:
-    """Numeric columns of the users and items tables, checked where they are (file and row)."""
+def check_side_tables(tables: Tables, cfg: JobConfig) -> frozenset[str]:
+    """Numeric columns of the users and items tables, checked where they are (file and row).
+
+    Returns:
+        The columns checked (the joined rows need not check them again).
+    """
+    checked: set[str] = set()
     for table, path in ((tables.users, cfg.data.users), (tables.items, cfg.data.items)):
         if table is None:
             continue
         for f in cfg.features:
             if f.kind == "numeric" and f.source_column in table.columns:
                 check_numbers(table[f.source_column], str(path), f"numeric feature '{f.name}'")
+                checked.add(f.source_column)
+    return frozenset(checked)
 
 
 def check_labels(df: pd.DataFrame, cfg: JobConfig) -> None:

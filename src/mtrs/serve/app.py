@@ -26,7 +26,7 @@ try:  # the serve extra
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ModuleNotFoundError as err:
     raise MtrsUserError(f"mtrs serve needs {err.name}: pip install 'mtrs[serve]'") from None
-from mtrs.serve.backend import Scorer
+from mtrs.recommend.recommender import Recommender
 from mtrs.serve.events import Event, EventStore, enters_history, serving_input
 from mtrs.serve.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from mtrs.serve.schemas import (
@@ -226,7 +226,7 @@ def _items(entries: list[dict[str, Any]]) -> list[ItemOut]:
     return [ItemOut(**e) for e in entries]
 
 
-def _label_columns(scorer: Scorer) -> set[str]:
+def _label_columns(scorer: Recommender) -> set[str]:
     """Columns an event's labels may give: the tasks' label and condition columns, and the
     histories' filter and value columns."""
     cols: set[str] = set()
@@ -238,11 +238,11 @@ def _label_columns(scorer: Scorer) -> set[str]:
     return cols
 
 
-def _context(scorer: Scorer, values: dict[str, Any] | None) -> Any:
+def _context(scorer: Recommender, values: dict[str, Any] | None) -> Any:
     return scorer.context_row(values) if values else None
 
 
-def _positions(scorer: Scorer, ids: list[str], field: str) -> np.ndarray:
+def _positions(scorer: Recommender, ids: list[str], field: str) -> np.ndarray:
     pos = scorer.catalog.item_positions(ids)
     if (pos < 0).any():
         i = int(np.argmax(pos < 0))
@@ -250,7 +250,7 @@ def _positions(scorer: Scorer, ids: list[str], field: str) -> np.ndarray:
     return pos
 
 
-def _tasks(scorer: Scorer) -> list[TaskOut]:
+def _tasks(scorer: Recommender) -> list[TaskOut]:
     tasks = [
         TaskOut(
             name=t.name,

@@ -20,8 +20,7 @@ import torch
 
 from mtrs.config.models import FeatureConfig
 from mtrs.data.history import GAP_SCALE_SECONDS
-from mtrs.recommend.recommender import UserInput
-from mtrs.serve.backend import Scorer
+from mtrs.recommend.recommender import Recommender, UserInput
 
 EVENTS_PER_USER = 1000
 MAX_USERS = 100_000
@@ -90,7 +89,7 @@ def enters_history(feature: FeatureConfig, event: Event) -> bool:
     return value is None or value == 1.0
 
 
-def serving_input(scorer: Scorer, user_id: str, events: tuple[Event, ...]) -> UserInput | None:
+def serving_input(scorer: Recommender, user_id: str, events: tuple[Event, ...]) -> UserInput | None:
     """The user's input with the served events folded in.
 
     A known user starts from the catalog's row; a user the catalog lacks and who has events

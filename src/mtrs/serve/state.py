@@ -17,7 +17,8 @@ from typing import Any
 
 from mtrs.errors import MtrsUserError
 from mtrs.jsonio import json_safe
-from mtrs.serve.backend import Scorer, load_backend
+from mtrs.recommend.recommender import Recommender
+from mtrs.serve.backend import load_backend
 
 
 class NotReady(Exception):
@@ -38,7 +39,7 @@ class Served:
         metrics: ``metrics.json`` (non-finite numbers as null).
     """
 
-    scorer: Scorer
+    scorer: Recommender
     directory: Path
     backend: str
     model_id: str
