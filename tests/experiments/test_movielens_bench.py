@@ -239,3 +239,44 @@ def test_export_writes_the_benchmark_job_as_files(ml_dir: Path, tmp_path: Path) 
     assert len(inter) == ratings and "interact" not in inter.columns
     frame = FrameLog(cfg).frame
     assert len(frame) == 5 * ratings and frame["interact"].sum() == ratings
+
+
+def test_parallel_runs_give_the_records_of_sequential_runs_in_grid_order(
+    ml_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from mtrs.experiments.grid import Grid, run_grid
+    from mtrs.experiments.movielens import BenchmarkRuns
+
+    # One thread here and in each worker: the same arithmetic, so the same numbers.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        got = {}
+        for jobs in (1, 2):
+            spec = BenchmarkRuns(ml_dir, epochs=1, negatives=2, max_users=40)
+            started: list[tuple[str, int]] = []
+            records, skipped = run_grid(
+                Grid(("shared_bottom", "esmm"), seeds=2),
+                spec.config_for,
+                spec.data,
+                score=spec.score,
+                on_start=lambda a, s, started=started: started.append((a, s)),
+                jobs=jobs,
+            )
+            assert skipped == {}
+            assert sorted(started) == sorted(
+                (a, s) for s in (0, 1) for a in ("shared_bottom", "esmm")
+            )
+            got[jobs] = records
+    finally:
+        torch.set_num_threads(threads)
+    order = [(r.seed, r.architecture) for r in got[2]]
+    assert order == [(0, "shared_bottom"), (0, "esmm"), (1, "shared_bottom"), (1, "esmm")]
+    for one, two in zip(got[1], got[2], strict=True):
+        assert two.metrics == one.metrics
+        assert two.notes["merge"]["strategy"] == one.notes["merge"]["strategy"]
+        assert two.notes["merge"]["architecture"] == one.architecture
+    # Seeds draw different negatives and initialisations: the check above is not vacuous.
+    assert got[1][0].metrics["interact"]["auc"] != got[1][2].metrics["interact"]["auc"]

@@ -37,6 +37,13 @@ def movielens_100k(
         str,
         typer.Option(help="Non-neural baselines, comma-separated (item_knn, ease, als) or none."),
     ] = "item_knn,ease,als",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Runs trained side by side in worker processes, the threads split between "
+            "them (docs/movielens.md: when it pays)."
+        ),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")
@@ -68,6 +75,7 @@ def movielens_100k(
         max_users=max_users,
         baselines=chosen,
         console=progress,
+        jobs=jobs,
     )
     if as_json:
         print_json(result.results)

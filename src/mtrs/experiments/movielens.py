@@ -19,14 +19,14 @@ from rich.table import Table
 from mtrs.arch import ARCHITECTURES
 from mtrs.config.models import JobConfig
 from mtrs.data.split import VALID
-from mtrs.datasets.movielens import load_movielens_100k
+from mtrs.datasets.movielens import MovieLens100K, load_movielens_100k
 from mtrs.datasets.movielens_job import DEFAULT_EPOCHS, movielens_config, movielens_tables
 from mtrs.errors import MtrsUserError
 from mtrs.experiments.aggregate import Results, SeedMetrics, aggregate, run_stats
 from mtrs.experiments.baselines import LABELS as BASELINE_LABELS
 from mtrs.experiments.baselines import NAMES as BASELINE_NAMES
 from mtrs.experiments.baselines import BaselineRunner
-from mtrs.experiments.grid import Grid, run_grid
+from mtrs.experiments.grid import Grid, Scored, run_grid
 from mtrs.experiments.merge_fit import fit_merge
 from mtrs.experiments.ranking import (
     MERGED,
@@ -110,6 +110,75 @@ class BenchmarkResult:
     out: Path | None = None
 
 
+class BenchmarkRuns:
+    """The benchmark's data, configs and scorer for one run, picklable for worker processes.
+
+    Seed ``s`` draws the negatives with seed ``s`` and trains with seed ``s``. The prepared
+    data and ranking setups are cached per seed in the process that uses them; pickling
+    sends only the settings, so each worker prepares (identically) what it needs.
+    """
+
+    def __init__(
+        self, data_dir: Path, epochs: int | None, negatives: int, max_users: int | None
+    ) -> None:
+        self.data_dir, self.epochs = data_dir, epochs
+        self.negatives, self.max_users = negatives, max_users
+        self._ml: MovieLens100K | None = None
+        self._prepared: dict[int, Prepared] = {}
+        self._setups: dict[int, tuple[RankingSetup, RankingSetup]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_ml": None, "_prepared": {}, "_setups": {}}
+
+    def drop_cache(self) -> None:
+        """Forget the prepared data (memory) once this process trains no more runs."""
+        self._prepared.clear()
+        self._setups.clear()
+
+    def data(self, seed: int) -> Prepared:
+        """The prepared log of a seed."""
+        if seed not in self._prepared:
+            if self._ml is None:
+                self._ml = load_movielens_100k(self.data_dir)
+            tables = movielens_tables(self._ml, self.max_users)
+            cfg = movielens_config(seed=seed, epochs=self.epochs, negatives=self.negatives)
+            self._prepared[seed] = prepare(cfg, tables)
+        return self._prepared[seed]
+
+    def setups(self, seed: int) -> tuple[RankingSetup, RankingSetup]:
+        """The ranking setups of a seed: (test period, validation period)."""
+        if seed not in self._setups:
+            prepared = self.data(seed)
+            self._setups[seed] = (ranking_setup(prepared), ranking_setup(prepared, period=VALID))
+        return self._setups[seed]
+
+    def config_for(self, arch: str, lam: float | None, seed: int) -> JobConfig:
+        """The config of one run (λ: the config's own)."""
+        return movielens_config(arch, seed, self.epochs, self.negatives)
+
+    def score(self, job: Job, seed: int) -> Scored:
+        """Rank the test period with the merge fitted on the validation period."""
+        test, valid = self.setups(seed)
+        rec = job.recommender(valid.catalog)
+        probability = [t for t in rec.list_tasks if job.tasks.is_probability(t)]
+        fit = fit_merge(
+            list_scores(rec, valid), valid.seen_mask(), valid.relevant, probability,
+            RANKING_KS, rrf_k=rec.cfg.rrf_k,
+        )  # fmt: skip
+        merge = {
+            "architecture": job.cfg.model.architecture, "seed": seed,
+            "strategy": fit.strategy, "weights": fit.weights, "valid": fit.metrics,
+        }  # fmt: skip
+        rec = job.recommender(test.catalog)
+        fixed = (rec.cfg.merge, default_weights(rec))
+        metrics = evaluate_lists(
+            list_scores(rec, test), test,
+            {MERGED: (fit.strategy, fit.weights), CONFIG_MERGE: fixed}, RANKING_KS,
+            rec.cfg.rrf_k,
+        )  # fmt: skip
+        return Scored(metrics, {"merge": merge})
+
+
 def run_benchmark(
     data_dir: str | Path,
     out: str | Path,
@@ -121,6 +190,7 @@ def run_benchmark(
     max_users: int | None = None,
     baselines: Sequence[str] = BASELINE_NAMES,
     console: Console | None = None,
+    jobs: int = 1,
 ) -> BenchmarkResult:
     """Train every architecture for every seed, rank, aggregate, and write the outputs.
 
@@ -138,6 +208,8 @@ def run_benchmark(
         max_users: Use only this many users (quick runs).
         baselines: Non-neural baselines to tune (on the validation period) and rank with.
         console: Where progress goes (None: silent).
+        jobs: Runs trained side by side in worker processes (threads split between them;
+            :func:`~mtrs.experiments.grid.run_grid`).
 
     Returns:
         The aggregate (row → task or list → metric → mean and std) and every run.
@@ -151,14 +223,14 @@ def run_benchmark(
         raise MtrsUserError(f"--epochs: must be at least 1, got {epochs}")
     if max_users is not None and max_users < 1:
         raise MtrsUserError(f"--max-users: must be at least 1, got {max_users}")
+    if jobs < 1:
+        raise MtrsUserError(f"--jobs: must be at least 1, got {jobs}")
     archs = resolve_architectures(architectures)
     start, cpu_start = time.perf_counter(), time.process_time()
-    ml = load_movielens_100k(data_dir)
-    setups: dict[int, RankingSetup] = {}
-    valid_setups: dict[int, RankingSetup] = {}
-    merges: list[dict[str, Any]] = []
+    runs_spec = BenchmarkRuns(Path(data_dir), epochs, negatives, max_users)
     extra: dict[str, list[SeedMetrics]] = {POPULARITY: [], **{b: [] for b in baselines}}
     chosen: dict[str, list[dict[str, Any]]] = {b: [] for b in baselines}
+    ranked_users: list[int] = []
     runner = BaselineRunner(baselines, RANKING_KS)
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -168,50 +240,27 @@ def run_benchmark(
         bar = progress.add_task("MovieLens-100K", total=seeds * len(archs))
         say = progress.console.print if console is not None else (lambda *_: None)
 
-        def data(seed: int) -> Prepared:
+        # Per seed, here: the popularity list and the baselines (tuned on validation).
+        for seed in range(seeds):
             progress.update(bar, description=f"seed {seed}: preparing data")
-            tables = movielens_tables(ml, max_users)
-            prepared = prepare(
-                movielens_config(seed=seed, epochs=epochs, negatives=negatives), tables
-            )
-            setups[seed] = ranking_setup(prepared)
-            valid_setups[seed] = ranking_setup(prepared, period=VALID)
-            extra[POPULARITY].append({MERGED: popularity_evaluate(setups[seed], RANKING_KS)})
+            prepared = runs_spec.data(seed)
+            test, valid = runs_spec.setups(seed)
+            ranked_users.append(len(test.rows))
+            extra[POPULARITY].append({MERGED: popularity_evaluate(test, RANKING_KS)})
             if baselines:
                 progress.update(bar, description=f"seed {seed}: tuning the baselines")
-            for b in runner.run(prepared, setups[seed], valid_setups[seed]) if baselines else []:
+            for b in runner.run(prepared, test, valid) if baselines else []:
                 extra[b.name].append({MERGED: b.test})
                 chosen[b.name].append({"params": b.params, "valid": b.valid})
                 say(f"seed {seed} {b.name:<14} {b.params}  HR@10 {b.test['hit_rate@10']:.4f}")
-            return prepared
+        if jobs > 1:
+            runs_spec.drop_cache()  # the workers prepare their own copies
 
-        def config_for(arch: str, lam: float | None, seed: int) -> JobConfig:
-            return movielens_config(arch, seed, epochs, negatives)
-
-        def score(job: Job, seed: int) -> dict[str, dict[str, float]]:
-            # The merge is fitted on the validation period, then ranks the test period.
-            valid = valid_setups[seed]
-            rec = job.recommender(valid.catalog)
-            probability = [t for t in rec.list_tasks if job.tasks.is_probability(t)]
-            fit = fit_merge(
-                list_scores(rec, valid), valid.seen_mask(), valid.relevant, probability,
-                RANKING_KS, rrf_k=rec.cfg.rrf_k,
-            )  # fmt: skip
-            merges.append(
-                {"architecture": job.cfg.model.architecture, "seed": seed,
-                 "strategy": fit.strategy, "weights": fit.weights, "valid": fit.metrics}
-            )  # fmt: skip
-            test = setups[seed]
-            rec = job.recommender(test.catalog)
-            fixed = (rec.cfg.merge, default_weights(rec))
-            return evaluate_lists(
-                list_scores(rec, test), test,
-                {MERGED: (fit.strategy, fit.weights), CONFIG_MERGE: fixed}, RANKING_KS,
-                rec.cfg.rrf_k,
-            )  # fmt: skip
+        running: list[str] = []
 
         def started(arch: str, seed: int) -> None:
-            progress.update(bar, description=f"seed {seed}: {arch}")
+            running.append(f"seed {seed}: {arch}")
+            progress.update(bar, description=", ".join(running[-jobs:]))
 
         def finished(rec: RunRecord) -> None:
             m = rec.metrics
@@ -220,22 +269,28 @@ def run_benchmark(
                 f"merged HR@10 {m[MERGED]['hit_rate@10']:.4f}  "
                 f"({rec.seconds:.0f} s, CPU {rec.cpu_seconds:.0f} s, best epoch {rec.best_epoch})"
             )
+            label = f"seed {rec.seed}: {rec.architecture}"
+            if label in running:
+                running.remove(label)
             progress.advance(bar)
 
         runs, _ = run_grid(
             Grid(tuple(archs), seeds),
-            config_for,
-            data,
-            score=score,
+            runs_spec.config_for,
+            runs_spec.data,
+            score=runs_spec.score,
             on_start=started,
             on_run=finished,
+            jobs=jobs,
         )
+    merges = [r.notes["merge"] for r in runs]
     results = aggregate(runs, extra)
     result = BenchmarkResult(
         results, runs, time.perf_counter() - start, time.process_time() - cpu_start, Path(out)
     )
     settings = _settings(seeds, archs, epochs, negatives, max_users)
-    settings["ranked_users"] = [len(setups[s].rows) for s in sorted(setups)]
+    settings["ranked_users"] = ranked_users
+    settings["jobs"] = jobs
     settings["baselines"] = chosen
     settings["merges"] = merges
     _write_atomically(Path(out), result, settings)

@@ -18,6 +18,7 @@ class RunRecord:
             machine do not inflate the way they inflate wall time.
         weights, grad_cosine, gates: Diagnostics (task weights and gradient cosines per
             epoch, mean gate weight per task and expert on validation), when recorded.
+        notes: What the experiment's scorer recorded besides metrics (e.g. a fitted merge).
     """
 
     architecture: str
@@ -32,6 +33,7 @@ class RunRecord:
     weights: list[dict[str, float]] = field(default_factory=list)
     grad_cosine: list[dict[str, float]] = field(default_factory=list)
     gates: dict[str, list[float]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def label(self, multiple_lambdas: bool) -> str:
         """Row label: the architecture, with λ when several λ values were run."""
