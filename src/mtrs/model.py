@@ -89,6 +89,11 @@ class MultiTaskModel(nn.Module):
             shared_loss = self.objective(ObjectiveInput(x, out, self.arch, batch))
         return ModelOutput(logits, shared_loss, gates)
 
+    def event_logits(self, x: Tensor) -> dict[str, Tensor]:
+        """The event tasks' logits of an embedded input (what :meth:`forward` gives them)."""
+        out = self.arch(x)
+        return {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters that more than one task's loss reaches (embeddings and shared layers)."""
         return list(self.embedding.parameters()) + self.arch.shared_parameters()

@@ -152,6 +152,18 @@ class FeatureEmbedding(nn.Module):
         n_dot += sum(
             1 for f in self.hist_features if self.dim_of[str(f.item_feature)] == self.dot_dim
         )
+        # The fields the dots pair, in the order of their stacked vectors.
+        self.dot_fields = [
+            cats[j].name
+            for cols in self.cat_groups
+            for j in cols
+            if self.dim_of[cats[j].name] == self.dot_dim
+        ]
+        self.dot_fields += [f.name for f in proc.multi_hot if self.dim_of[f.name] == self.dot_dim]
+        self.dot_fields += [
+            f.name for f in self.hist_features if self.dim_of[str(f.item_feature)] == self.dot_dim
+        ]
+        assert len(self.dot_fields) == n_dot
         self.use_dots = cfg.interactions == "dot" and n_dot >= 2
         rows, cols = torch.triu_indices(n_dot, n_dot, offset=1)
         self.register_buffer("pair_rows", rows, persistent=False)
@@ -221,7 +233,12 @@ class FeatureEmbedding(nn.Module):
         out: Tensor = bag(codes)
         return out
 
-    def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
+    def history_sequence(self, batch: Batch, f: FeatureConfig) -> tuple[Tensor, Tensor]:
+        """A history's encoded positions (item vectors, values, Transformer) and its mask.
+
+        Shape:
+            → seq [B, L, D], mask [B, L] bool (False at padding).
+        """
         assert f.item_feature is not None
         g, k = self._cat_pos[f.item_feature]
         table: _FusedTable = self.tables[g]  # type: ignore[assignment]
@@ -236,13 +253,30 @@ class FeatureEmbedding(nn.Module):
             seq = torch.addcmul(seq, batch.hist_value[f.name].unsqueeze(-1).to(seq.dtype), w)
         if f.name in self.seq_encoders:
             seq = self.seq_encoders[f.name](seq, mask, batch.hist_gap.get(f.name))
+        return seq, mask
+
+    def _history(self, batch: Batch, f: FeatureConfig, user_only: bool) -> Tensor:
+        assert f.item_feature is not None
+        seq, mask = self.history_sequence(batch, f)
         if f.name in self.attn and not user_only:
             query = self.item_vector(batch, f.item_feature)
             pooled: Tensor = self.attn[f.name](query, seq, mask)
             return pooled
         return masked_mean(seq, mask)
 
-    def forward(self, batch: Batch, user_only: bool = False) -> Tensor:
+    def embed_fields(
+        self, batch: Batch, user_only: bool = False, histories: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """``x`` without the dot interactions, and the stacked fields the dots pair.
+
+        Args:
+            batch: The rows.
+            user_only: Target attention falls back to mean pooling (no item masking here).
+            histories: False leaves every history field zero (nothing is pooled).
+
+        Shape:
+            → x [B, d − num_pairs], dot fields [B, n_dot, dot_dim] (None when there are none).
+        """
         parts: list[Tensor] = []
         dots: list[Tensor] = []
         cat = batch.cat
@@ -261,20 +295,30 @@ class FeatureEmbedding(nn.Module):
                 dots.append(v.unsqueeze(1))
             parts.append(v)
         for f in self.hist_features:
-            v = self._history(batch, f, user_only)
+            if histories:
+                v = self._history(batch, f, user_only)
+            else:
+                v = cat.new_zeros(
+                    (cat.shape[0], self.dim_of[str(f.item_feature)]), dtype=torch.float32
+                )
             if v.shape[-1] == self.dot_dim:
                 dots.append(v.unsqueeze(1))
             parts.append(v)
         if self.num_count:
             parts.append(batch.num)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return x, (torch.cat(dots, dim=1) if dots else None)
+
+    def forward(self, batch: Batch, user_only: bool = False) -> Tensor:
+        x, e = self.embed_fields(batch, user_only)
         if user_only:
             x = x * self.keep_user[: x.shape[1]]
         if self.use_dots:
-            x = torch.cat([x, self._dots(torch.cat(dots, dim=1), user_only)], dim=1)
+            assert e is not None
+            x = torch.cat([x, self.dot_products(e, user_only)], dim=1)
         return x
 
-    def _dots(self, e: Tensor, user_only: bool) -> Tensor:
+    def dot_products(self, e: Tensor, user_only: bool = False) -> Tensor:
         """Pairwise dot products of the fields; in the user pass, pairs with item/context are 0."""
         if user_only:
             e = e * self.keep_dot_user.view(1, -1, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import USER_SIDE
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.merge import check_weights, merge, top_k
+from mtrs.recommend.split import SplitPredictor, SplitScorer, supports_split
 from mtrs.tasks.taskset import TaskSet
 
 POPULARITY = "popularity"
@@ -120,6 +122,12 @@ class Recommender:
         cfg: Default k, merge strategy and weights.
         predictor: Scores batches instead of ``model`` (e.g.
             :class:`mtrs.export.onnx.OnnxModel`); must give what ``model`` gives.
+
+    Candidates are scored split (:mod:`mtrs.recommend.split`) when the backend can: the
+    item side of the whole catalog is computed once and cached (rebuilt when ``catalog``,
+    its items or the model's weights change), the user side once per request, and per
+    candidate only the layers that mix the two. ``split = None`` scores the assembled rows
+    with ``predictor`` instead (the same values).
     """
 
     def __init__(
@@ -133,6 +141,13 @@ class Recommender:
     ) -> None:
         self.model = model.eval()
         self.predictor: Predictor = predictor or self._torch_predict
+        self.split: SplitPredictor | None = None
+        if isinstance(predictor, SplitPredictor):
+            self.split = predictor
+        elif predictor is None and supports_split(model):
+            self.split = SplitScorer(model, tasks).eval()
+        self._item_cache: tuple[tuple[int, ...], dict[str, Tensor]] | None = None
+        self._cache_lock = threading.Lock()
         self.proc = processor
         self.tasks = tasks
         self.catalog = catalog
@@ -305,12 +320,53 @@ class Recommender:
         parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
         chunk = self.cfg.chunk_size
         cand_t = torch.from_numpy(candidates.astype(np.int64))
+        split = self.split
+        if split is not None and len(cand_t):
+            items = self.item_side()
+            side = split.user_side(self._assemble(feats, ctx, cand_t[:1]))
         for start in range(0, len(cand_t), chunk):
-            batch = self._assemble(feats, ctx, cand_t[start : start + chunk])
-            preds = self.predictor(batch, False)
+            rows = cand_t[start : start + chunk]
+            if split is not None:
+                preds = split.candidates(
+                    {k: v.index_select(0, rows) for k, v in items.items()}, side
+                )
+            else:
+                preds = self.predictor(self._assemble(feats, ctx, rows), False)
             for name in names:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+
+    def _cache_key(self) -> tuple[int, ...]:
+        # In-place weight updates (load_state_dict, an optimizer step) bump each parameter's
+        # version counter; a new catalog or items batch is a new object.
+        versions = tuple(p._version for p in self.model.parameters())
+        return (id(self.split), id(self.catalog), id(self.catalog.items), *versions)
+
+    @torch.no_grad()
+    def item_side(self) -> dict[str, Tensor]:
+        """The split scorer's item side of every catalog item, computed once and cached.
+
+        Rebuilt when the catalog, its items or the model's weights change.
+
+        Raises:
+            RuntimeError: The recommender has no split scorer (``split`` is None).
+        """
+        if self.split is None:
+            raise RuntimeError("this recommender scores without a split scorer")
+        key = self._cache_key()
+        with self._cache_lock:
+            cached = self._item_cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            items = self.catalog.items
+            step = max(self.cfg.chunk_size, 65536)
+            chunks = [
+                self.split.item_side(items.take(slice(i, i + step)))
+                for i in range(0, len(items), step)
+            ]
+            side = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
+            self._item_cache = (key, side)
+            return side
 
     def score(
         self, user: int | UserInput, candidates: np.ndarray, context: Batch | None = None

@@ -1,0 +1,237 @@
+"""Split scoring (item side cached per catalog, user side per request) gives the plain path's
+scores for every architecture and history pooling, and its cache follows the catalog and the
+weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mtrs.arch import ARCHITECTURES
+from mtrs.config.load import config_from_dict
+from mtrs.config.models import JobConfig
+from mtrs.data.batch import Batch
+from mtrs.data.encoders import Vocabulary
+from mtrs.data.labels import TaskEncoding
+from mtrs.data.processor import FittedProcessor
+from mtrs.layers.sequence import FOLDED_BLOCK
+from mtrs.model import build_model
+from mtrs.recommend.catalog import Catalog
+from mtrs.recommend.recommender import Recommender
+from mtrs.recommend.split import SplitScorer
+from mtrs.tasks.taskset import TaskSet
+
+ARCHS = ("single", "shared_bottom", "omoe", "mmoe", "ple", "esmm")
+N_ITEMS, N_USERS = 40, 6
+VOCABS = {
+    "age": ["18-24", "25-34", "35+"],
+    "item_id": [f"i{k}" for k in range(N_ITEMS)],
+    "brand": ["b0", "b1", "b2", "b3"],
+    "hour": ["0", "1", "2"],
+    "genres": ["x", "y", "z", "w"],
+    "interests": ["p", "q"],
+}
+
+
+def _config(arch: str, poolings: tuple[str, ...], dots: bool, bottom: str) -> JobConfig:
+    features: list[dict[str, Any]] = [
+        {"name": "age", "kind": "categorical", "group": "user"},
+        {"name": "visits", "kind": "numeric", "group": "user"},
+        {"name": "item_id", "kind": "categorical", "group": "item"},
+        {"name": "brand", "kind": "categorical", "group": "item"},
+        {"name": "price", "kind": "numeric", "group": "item"},
+        {"name": "genres", "kind": "multi_hot", "group": "item", "max_length": 3},
+        {"name": "interests", "kind": "multi_hot", "group": "user", "max_length": 2},
+        {"name": "hour", "kind": "categorical", "group": "context"},
+        {"name": "temperature", "kind": "numeric", "group": "context"},
+    ]
+    for pooling in poolings:
+        features.append(
+            {
+                "name": f"seen_{pooling}",
+                "kind": "history",
+                "group": "behaviour",
+                "item_feature": "item_id",
+                "max_length": 5,
+                "pooling": pooling,
+                "history_value": "rating",
+            }
+        )
+    return config_from_dict(
+        {
+            "data": {"interactions": "/unused.csv"},
+            "features": features,
+            "tasks": [
+                {"name": "click", "type": "binary", "label": "click"},
+                {"name": "purchase", "type": "binary", "label": "purchase", "condition": "click"},
+                {"name": "gender", "type": "binary", "label": "gender", "scope": "user"},
+            ],
+            "relations": [
+                {"type": "esmm", "parent": "click", "child": "purchase", "name": "click_purchase"}
+            ],
+            "model": {
+                "architecture": arch,
+                "embedding_dim": 4,
+                "interactions": "dot" if dots else "none",
+                "shared": {"type": bottom, "hidden": [8, 8], "d_model": 8},
+                "tower": {"hidden": [4]},
+                "experts": {"num_experts": 2, "task_experts": 1, "levels": 2},
+                "sequence": {"time_gaps": "transformer" in poolings, "attention_hidden": [8, 4]},
+            },
+        }
+    )
+
+
+def _random_batch(proc: FittedProcessor, rows: int, g: torch.Generator) -> Batch:
+    cat = torch.stack(
+        [torch.randint(0, proc.vocab_size(f.name), (rows,), generator=g) for f in proc.categorical],
+        dim=1,
+    )
+    hist = {}
+    for f in proc.histories:
+        codes = torch.randint(2, proc.vocab_size("item_id"), (rows, f.max_length), generator=g)
+        # Histories of every length, the empty one included (padding first: oldest first).
+        keep = torch.arange(f.max_length).flip(0) < torch.arange(rows).remainder(
+            f.max_length + 1
+        ).unsqueeze(1)
+        hist[f.name] = codes * keep
+    multi = {
+        f.name: torch.randint(0, proc.vocab_size(f.name), (rows, f.max_length), generator=g)
+        for f in proc.multi_hot
+    }
+    return Batch(
+        cat=cat,
+        num=torch.randn(rows, len(proc.numeric), generator=g),
+        labels=torch.zeros(rows, 0),
+        mask=torch.zeros(rows, 0, dtype=torch.bool),
+        user=torch.zeros(rows, dtype=torch.long),
+        multi=multi,
+        hist=hist,
+        hist_value={k: torch.randn(rows, v.shape[1], generator=g) for k, v in hist.items()},
+        hist_gap={k: torch.rand(rows, v.shape[1], generator=g) * 5 for k, v in hist.items()},
+    )
+
+
+def _recommender(
+    arch: str,
+    poolings: tuple[str, ...] = ("mean",),
+    dots: bool = True,
+    bottom: str = "mlp",
+) -> Recommender:
+    """An untrained model (seeded, weights larger than the initialisation's so that the
+    attention and gates vary between rows) over a random catalog."""
+    cfg = _config(arch, poolings, dots, bottom)
+    encodings = [TaskEncoding(t) for t in cfg.tasks]
+    proc = FittedProcessor(cfg, {k: Vocabulary(v) for k, v in VOCABS.items()}, {}, encodings)
+    tasks = TaskSet.for_job(cfg, proc.tasks)
+    torch.manual_seed(0)
+    model: nn.Module = build_model(proc, cfg, tasks).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.4)
+    g = torch.Generator().manual_seed(1)
+    catalog = Catalog(
+        item_ids=[f"i{k}" for k in range(N_ITEMS)],
+        user_ids=[f"u{k}" for k in range(N_USERS)],
+        items=_random_batch(proc, N_ITEMS, g),
+        users=_random_batch(proc, N_USERS, g),
+        context=_random_batch(proc, 1, g),
+        seen_ptr=np.zeros(N_USERS + 1, dtype=np.int64),
+        seen_idx=np.zeros(0, dtype=np.int64),
+        popularity={"_all": np.ones(N_ITEMS)},
+    )
+    return Recommender(model, proc, tasks, catalog, cfg.recommend)
+
+
+def _plain(rec: Recommender, user: int, cand: np.ndarray) -> dict[str, np.ndarray]:
+    split, rec.split = rec.split, None
+    try:
+        return rec.predict(user, cand)
+    finally:
+        rec.split = split
+
+
+def _assert_same(rec: Recommender, user: int, cand: np.ndarray, what: str) -> np.ndarray:
+    """Split and plain scores agree; returns the plain click scores."""
+    got, want = rec.predict(user, cand), _plain(rec, user, cand)
+    assert set(got) == set(want) == set(rec.list_tasks)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6, rtol=1e-5, err_msg=what)
+    return want["click"]
+
+
+CASES: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
+    **{f"{a}/mean": (a, ("mean",), True, "mlp") for a in ARCHS},
+    **{f"{a}/din": (a, ("din",), True, "mlp") for a in ARCHS},
+    **{f"{a}/transformer": (a, ("transformer",), True, "mlp") for a in ARCHS},
+    "shared_bottom/all-poolings": ("shared_bottom", ("mean", "din", "transformer"), True, "mlp"),
+    "mmoe/din/no-dots": ("mmoe", ("din",), False, "mlp"),
+    "shared_bottom/din/transformer-bottom": ("shared_bottom", ("din",), True, "transformer"),
+}
+
+
+def test_every_architecture_is_covered() -> None:
+    assert set(ARCHS) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_split_scores_equal_the_plain_path(case: str) -> None:
+    rec = _recommender(*CASES[case])
+    assert isinstance(rec.split, SplitScorer)
+    cand = np.array([3, 0, 17, 39, 3, 25, 8], dtype=np.int64)  # any order, repeats
+    clicks = [_assert_same(rec, u, cand, f"{case} user {u}") for u in range(N_USERS)]
+    clicks.append(_assert_same(rec, 2, np.arange(N_ITEMS), f"{case} every item"))
+    assert np.ptp(np.concatenate(clicks)) > 1e-4  # real, varied scores
+
+
+def test_chunks_and_attention_blocks_give_the_same_scores() -> None:
+    rec = _recommender("mmoe", ("din", "transformer"))
+    cand = np.resize(np.arange(N_ITEMS), 2 * FOLDED_BLOCK + 37)  # several folded blocks
+    whole = rec.predict(4, cand)
+    rec.cfg.chunk_size = 100
+    chunked = rec.predict(4, cand)
+    _assert_same(rec, 4, cand, "chunked")
+    for name in whole:
+        np.testing.assert_allclose(chunked[name], whole[name], atol=1e-6, rtol=1e-5)
+
+
+def test_no_candidates_give_empty_scores() -> None:
+    rec = _recommender("shared_bottom", ("din",))
+    out = rec.predict(0, np.zeros(0, dtype=np.int64))
+    assert all(len(v) == 0 for v in out.values())
+
+
+def test_item_side_is_cached_and_rebuilt_when_the_catalog_or_weights_change() -> None:
+    rec = _recommender("shared_bottom", ("din",))
+    first = rec.item_side()
+    assert rec.item_side() is first  # cached
+    cand = np.arange(N_ITEMS)
+    before = rec.predict(1, cand)["click"]
+    # New weights in place (what a reload into the same module would do): rebuilt.
+    with torch.no_grad():
+        for p in rec.model.parameters():
+            p.mul_(1.1)
+    assert rec.item_side() is not first
+    _assert_same(rec, 1, cand, "after a weight change")
+    assert not np.allclose(rec.predict(1, cand)["click"], before)
+    # A new catalog (other items): rebuilt, and the scores are the new items'.
+    second = rec.item_side()
+    g = torch.Generator().manual_seed(7)
+    rec.catalog.items = _random_batch(rec.proc, N_ITEMS, g)
+    assert rec.item_side() is not second
+    _assert_same(rec, 1, cand, "after a catalog change")
+
+
+def test_a_user_side_given_as_input_is_scored_too() -> None:
+    rec = _recommender("ple", ("din", "mean"))
+    user = rec.user_input("u3")
+    assert user is not None
+    _assert_same(rec, 3, np.arange(N_ITEMS), "catalog row")
+    got = rec.predict(user, np.arange(N_ITEMS))
+    want = rec.predict(3, np.arange(N_ITEMS))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
