@@ -9,6 +9,7 @@ process's milliseconds per step and the rows per second of all of them together.
 
     python benchmarks/movielens_step.py --data-dir ../shared/datasets/ml-100k \\
         [--arch single] [--threads 2 --processes 1 | --threads 1 --processes 2]
+        [--precision fp32|bf16]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     cfg = movielens_config(args.arch, 0, 1)
     cfg.train.batch_size = args.batch_size
+    cfg.train.precision = args.precision
     prepared = prepare(cfg, movielens_tables(load_movielens_100k(args.data_dir)))
     model, tasks = build(cfg, prepared)
     trainer = Trainer(model, tasks, cfg)
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -73,7 +76,7 @@ def main() -> None:
         print(f"process {i}: {r['ms_per_step']:.1f} ms/step")
     total = sum(r["rows_per_s"] for r in results)
     print(
-        f"{args.arch}, {args.processes} process(es) × {args.threads} thread(s): "
+        f"{args.arch} {args.precision}, {args.processes} process(es) × {args.threads} thread(s): "
         f"{total:,.0f} rows/s together (1-min load before {load:.2f}, after "
         f"{os.getloadavg()[0]:.2f})"
     )

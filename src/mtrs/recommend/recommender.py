@@ -146,7 +146,9 @@ class Recommender:
             self.split = predictor
         elif predictor is None and supports_split(model):
             self.split = SplitScorer(model, tasks).eval()
-        self._item_cache: tuple[tuple[int, ...], dict[str, Tensor]] | None = None
+        self._item_cache: (
+            tuple[tuple[tuple[object, ...], tuple[int, ...]], dict[str, Tensor]] | None
+        ) = None
         self._cache_lock = threading.Lock()
         self.proc = processor
         self.tasks = tasks
@@ -336,11 +338,12 @@ class Recommender:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
-    def _cache_key(self) -> tuple[int, ...]:
-        # In-place weight updates (load_state_dict, an optimizer step) bump each parameter's
-        # version counter; a new catalog or items batch is a new object.
+    def _cache_key(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
+        # The objects themselves (compared by identity, and kept alive by the cache, so a
+        # new catalog can never reuse a cached one's id); in-place weight updates
+        # (load_state_dict, an optimizer step) bump each parameter's version counter.
         versions = tuple(p._version for p in self.model.parameters())
-        return (id(self.split), id(self.catalog), id(self.catalog.items), *versions)
+        return (self.split, self.catalog, self.catalog.items), versions
 
     @torch.no_grad()
     def item_side(self) -> dict[str, Tensor]:
@@ -356,8 +359,10 @@ class Recommender:
         key = self._cache_key()
         with self._cache_lock:
             cached = self._item_cache
-            if cached is not None and cached[0] == key:
-                return cached[1]
+            if cached is not None:
+                (objects, versions), side = cached
+                if versions == key[1] and all(a is b for a, b in zip(objects, key[0], strict=True)):
+                    return side
             items = self.catalog.items
             step = max(self.cfg.chunk_size, 65536)
             chunks = [

@@ -73,7 +73,7 @@ class SplitScorer(nn.Module):
     def __init__(self, model: nn.Module, tasks: TaskSet) -> None:
         super().__init__()
         self.models = nn.ModuleList(p for p in _parts(model) if p.event_tasks)
-        self.splits = nn.ModuleList(SplitEmbedding(m.embedding) for m in self.models)
+        self.splits = nn.ModuleList(SplitEmbedding(m.embedding) for m in self.models)  # type: ignore[arg-type]
         self.tasks = tasks
         self.prefixed = len(self.models) > 1 or isinstance(model, HardParallelModel)
 
