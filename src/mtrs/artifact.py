@@ -101,7 +101,8 @@ def save_job(job: Job, out_dir: str | Path, overwrite: bool = False) -> Path:
     """
     out = Path(out_dir)
     recover(out)  # a model a killed save moved aside is back before the rule is applied
-    check_out(out, MODEL, overwrite, data_files(job.cfg))
+    # The run's own checkpoints (DIR/checkpoints) are replaced with the rest of DIR.
+    check_out(out, MODEL, overwrite, data_files(job.cfg), resume=True)
     with staged(out) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))

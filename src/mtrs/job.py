@@ -9,14 +9,17 @@ from torch import nn
 
 from mtrs.arch.registry import check_architecture
 from mtrs.config.models import JobConfig
+from mtrs.data.processor import FittedProcessor
+from mtrs.data.stream import TrainStream
 from mtrs.data.tables import Tables
-from mtrs.eval.evaluator import evaluate
 from mtrs.model import build_model, count_parameters
 from mtrs.outdir import pause_point
 from mtrs.prepare import Prepared, prepare
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.recommender import Recommender
 from mtrs.tasks.taskset import TaskSet
+from mtrs.train.checkpoint import Checkpoints
+from mtrs.train.distributed import Distributed
 from mtrs.train.trainer import Trainer, TrainResult, seed_everything
 
 
@@ -67,6 +70,8 @@ def run_job(
     tables: Tables | None = None,
     prepared: Prepared | None = None,
     configure: Callable[[Trainer], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    dist: Distributed | None = None,
 ) -> Job:
     """Prepare, build, train with validation, and score the test split.
 
@@ -75,21 +80,31 @@ def run_job(
         tables: Tables already in memory (else read from ``[data]``, streamed if it asks).
         prepared: Data already prepared with this config's split (shared across runs).
         configure: Called with the trainer before training (e.g. to attach diagnostics).
+        checkpoints: Where training writes its checkpoints, and continues from the latest
+            one if there is one (:class:`~mtrs.train.checkpoint.Checkpoints`).
+        dist: This process's place in a data-parallel job (torchrun): rank 0 fits the
+            processor and sends it to the others, each rank trains on its share of the rows,
+            and validation and test metrics come from every rank's predictions gathered.
     """
     check_architecture(cfg)  # before any data is read
-    prepared = prepared or prepare(cfg, tables)
+    share = None
+    if dist is not None:
+        ranks = dist
+
+        def share(fit: Callable[[], FittedProcessor]) -> FittedProcessor:
+            return FittedProcessor.from_json(ranks.broadcast_json(lambda: fit().to_json()), cfg)
+
+    prepared = prepared or prepare(cfg, tables, share=share)
+    if dist is not None and isinstance(prepared.train, TrainStream):
+        prepared.train.shard = (dist.rank, dist.world)
     model, tasks = build(cfg, prepared)
-    trainer = Trainer(model, tasks, cfg)
+    trainer = Trainer(model, tasks, cfg, dist)
     if configure is not None:
         configure(trainer)
     pause_point("train")  # test hook (crash tests); nothing unless MTRS_TEST_PAUSE_AT is set
-    result = trainer.fit(prepared.train, prepared.valid)
+    result = trainer.fit(prepared.train, prepared.valid, checkpoints)
     test = prepared.test
-    test_metrics = (
-        evaluate(model, test, tasks, cfg.train.eval_batch_size, trainer.device)
-        if test is not None
-        else {}
-    )
+    test_metrics = trainer.evaluate(test) if test is not None else {}
     model.cpu()
     return Job(
         cfg, prepared, model, tasks, result, test_metrics, job_warnings(cfg, prepared, result)

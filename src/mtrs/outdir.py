@@ -50,6 +50,11 @@ MODEL_FORMAT = "mtrs.model/1"
 MARKER = ".mtrs-temp"
 """File inside every temporary directory mtrs creates next to a target (never in user data)."""
 
+CHECKPOINTS = "checkpoints"
+"""The sub-directory of a model directory that holds an unfinished run's checkpoints."""
+CHECKPOINT_MARKER = ".mtrs-checkpoints.json"
+"""File inside :data:`CHECKPOINTS` that marks it as mtrs's own."""
+
 _TEMP_INFIX = ".mtrs-"
 _PAUSE_ENV = "MTRS_TEST_PAUSE_AT"
 
@@ -99,7 +104,14 @@ def _model_files(path: Path) -> set[str]:
         listed = set(dict(doc.get("sha256", {})))
     except (OSError, ValueError, TypeError):
         listed = set()
-    return {"manifest.json", MARKER, *listed}
+    extra = {CHECKPOINTS} if has_checkpoints(path) else set()
+    return {"manifest.json", MARKER, *listed, *extra}
+
+
+def has_checkpoints(path: str | Path) -> bool:
+    """Whether ``path`` holds an unfinished run's checkpoints (a marked ``checkpoints/``)."""
+    c = Path(path) / CHECKPOINTS
+    return c.is_dir() and not c.is_symlink() and (c / CHECKPOINT_MARKER).is_file()
 
 
 def _is_previous(path: Path, kind: OutKind) -> bool:
@@ -125,6 +137,7 @@ def check_out(
     kind: OutKind = MODEL,
     overwrite: bool = False,
     protect: Iterable[str | Path] = (),
+    resume: bool = False,
 ) -> None:
     """Refuse an ``--out`` whose writing would lose data; touches nothing.
 
@@ -134,6 +147,9 @@ def check_out(
         overwrite: Whether a previous output of ``kind`` may be replaced (``--overwrite``).
         protect: Files that must survive (the config's data): ``out`` may be none of them
             and no directory above one.
+        resume: An unfinished run's checkpoints in ``out`` are to be continued (``mtrs
+            train --resume``); without it (or ``overwrite``, which starts afresh) they are
+            refused rather than silently discarded.
 
     Raises:
         MtrsUserError: ``out`` is a file or a link, holds protected data, is a previous output
@@ -159,6 +175,13 @@ def check_out(
         entries = [e.name for e in p.iterdir()]
     except OSError as err:
         raise MtrsUserError(f"{p}: cannot be read ({err.strerror}); choose another --out") from None
+    if kind is MODEL and has_checkpoints(p):
+        if not (resume or overwrite):
+            raise MtrsUserError(
+                f"{p}: holds the checkpoints of an unfinished training run ({CHECKPOINTS}/); "
+                "pass --resume to continue it, or --overwrite to start afresh"
+            )
+        entries = [e for e in entries if e != CHECKPOINTS]
     if not entries:
         return
     if _is_previous(p, kind):
@@ -214,10 +237,17 @@ def write_text(path: str | Path, text: str) -> None:
 def pause_point(name: str) -> None:
     """Test hook: with ``MTRS_TEST_PAUSE_AT=name=FILE`` set, create FILE and sleep.
 
-    Crash tests use it to land a ``kill -9`` at a named point; unset, it does nothing.
+    Crash tests use it to land a ``kill -9`` at a named point; unset, it does nothing. FILE
+    holds the pausing process's id. Under torchrun only the first attempt pauses (a restarted
+    job runs on), and with ``MTRS_TEST_PAUSE_RANK=R`` only rank R.
     """
     spec = os.environ.get(_PAUSE_ENV, "")
     point, _, flag = spec.partition("=")
+    if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+        return
+    rank = os.environ.get("MTRS_TEST_PAUSE_RANK")
+    if rank is not None and os.environ.get("RANK", "0") != rank:
+        return
     if point == name and flag:
         Path(flag).write_text(str(os.getpid()), encoding="utf-8")
         time.sleep(600)
@@ -480,6 +510,8 @@ def rewrite(directory: str | Path) -> Iterator[Path]:
 
 __all__ = [
     "BENCHMARK",
+    "CHECKPOINTS",
+    "CHECKPOINT_MARKER",
     "COMPARE",
     "EXAMPLE",
     "EXPORT",
@@ -493,6 +525,7 @@ __all__ = [
     "atomic_path",
     "check_out",
     "data_files",
+    "has_checkpoints",
     "is_model_dir",
     "leftovers",
     "recover",

@@ -162,7 +162,10 @@ def _passes(cfg: JobConfig, log: Log) -> Iterator[Callable[[str], None]]:
 
 
 def prepare(
-    cfg: JobConfig, tables: Tables | None = None, processor: FittedProcessor | None = None
+    cfg: JobConfig,
+    tables: Tables | None = None,
+    processor: FittedProcessor | None = None,
+    share: Callable[[Callable[[], FittedProcessor]], FittedProcessor] | None = None,
 ) -> Prepared:
     """Read the log (in memory or streamed), fit the processor, encode, build the catalog.
 
@@ -171,6 +174,8 @@ def prepare(
         tables: Tables already in memory (else read from ``[data]``).
         processor: An already fitted processor (evaluating a saved model); else fitted on the
             training split here.
+        share: Under data parallelism: given the fit, runs it on rank 0 only and returns the
+            processor rank 0 fitted on every rank (so all ranks encode identically).
 
     Raises:
         MtrsUserError: Bad data (missing column, wrong type, empty table or split).
@@ -178,11 +183,21 @@ def prepare(
     log = open_log(cfg, tables)
     check_item_columns(cfg.data, log.items)
     with _passes(cfg, log) as start:
+        counted: list[np.ndarray] = []
+        if processor is None and share is not None:
+
+            def fit() -> FittedProcessor:
+                start("pass 1: fit")
+                fitted, rows = fit_processor(log)
+                counted.append(rows)
+                return fitted
+
+            processor = share(fit)
         if processor is None:
             start("pass 1: fit")
             processor, split_rows = fit_processor(log)
         else:
-            split_rows = log.split_counts()
+            split_rows = counted[0] if counted else log.split_counts()
         stream = EncodedStream(log, processor)
         start("pass 2: evaluation rows, catalog")
         got = collect(stream, split_rows)

@@ -228,3 +228,72 @@ def test_concurrent_readers_never_see_a_partial_model(first: Path, tmp_path: Pat
     assert seen["reads"] > 100
     assert seen["bad"] == 0
     assert hidden_siblings(target) == []
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+
+@pytest.fixture(scope="module")
+def checkpointed(config: Path) -> Path:
+    """The crash config with small batches and a checkpoint every 3 optimizer steps."""
+    text = config.read_text().replace(
+        "batch_size = 512", "batch_size = 128\ncheckpoint_every = 3\nthreads = 1"
+    )
+    assert "checkpoint_every = 3" in text
+    out = config.with_name("checkpointed.toml")
+    out.write_text(text)
+    return out
+
+
+def test_a_run_killed_mid_epoch_and_resumed_ends_as_the_uninterrupted_run(
+    checkpointed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", str(checkpointed), "--epochs", "2"]
+    whole = tmp_path / "whole"
+    assert run([*argv, "--out", str(whole), "--json"]) == 0
+    target = tmp_path / "killed"
+    kill_at("step:7", [*argv, "--out", str(target)], tmp_path)
+    # Only the checkpoints exist (the newest at step 6); no model directory was written.
+    assert sorted(p.name for p in target.iterdir()) == ["checkpoints"]
+    assert (
+        sorted(p.name for p in (target / "checkpoints").iterdir() if not p.name.startswith("."))[-1]
+        == "step-000000006"
+    )
+    # Without --resume the unfinished run is neither overwritten nor continued silently.
+    capsys.readouterr()
+    assert run([*argv, "--out", str(target)]) == 2
+    assert "pass --resume to continue it" in capsys.readouterr().err
+    assert run([*argv, "--out", str(target), "--resume", "--json"]) == 0
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((target / "metrics.json").read_text())
+    assert a["tasks"] == b["tasks"] and a["valid"] == b["valid"]
+    assert a["best_epoch"] == b["best_epoch"]
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in a["history"]]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in b["history"]]
+    assert manifest(whole)["model.safetensors"] == manifest(target)["model.safetensors"]
+    assert not (target / "checkpoints").exists()  # a finished run keeps only its model
+    load_model(target)
+
+
+def test_overwrite_discards_an_unfinished_run_and_starts_afresh(
+    checkpointed: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "killed"
+    argv = ["train", str(checkpointed), "--epochs", "1", "--out", str(target)]
+    kill_at("step:4", argv, tmp_path)
+    assert (target / "checkpoints" / "step-000000003").is_dir()
+    assert run([*argv, "--overwrite", "--seed", "5", "--json"]) == 0
+    assert load_model(target).cfg.train.seed == 5
+    assert not (target / "checkpoints").exists()
+
+
+def test_resume_without_a_checkpoint_trains_from_the_start(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What ``torchrun --max-restarts`` relies on: the same command line, first run or not."""
+    target = tmp_path / "new"
+    argv = ["train", str(config), "--epochs", "1", "--out", str(target), "--resume", "--json"]
+    assert run(argv) == 0
+    assert "no checkpoint yet; training from the start" in capsys.readouterr().err
+    load_model(target)
+    assert not (target / "checkpoints").exists()

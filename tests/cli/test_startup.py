@@ -123,7 +123,7 @@ def _split_of(config: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch) ->
 
     seen: list[tuple] = []
 
-    def fake_run_job(cfg: JobConfig) -> None:
+    def fake_run_job(cfg: JobConfig, **_: object) -> None:
         seeds = (cfg.train.seed, cfg.split.seed, cfg.tune.seed)
         seen.append((seeds, FrameLog(cfg).split.copy()))
         raise _Stop

@@ -10,10 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from mtrs.cli.output import console, err_console, fmt, metrics_table, print_json
-from mtrs.config.load import load_config, override
+from mtrs.config.load import config_to_dict, load_config, override
 from mtrs.config.models import seed_keys
 from mtrs.errors import MtrsUserError
-from mtrs.outdir import MODEL, check_out, data_files
+from mtrs.outdir import CHECKPOINTS, MODEL, check_out, data_files
 
 if TYPE_CHECKING:
     from mtrs.recommend.recommender import Recommendation
@@ -55,10 +55,25 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing mtrs model directory.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the latest checkpoint in OUT/checkpoints (start afresh when "
+            "there is none); writes checkpoints at least at every epoch's end.",
+        ),
+    ] = False,
 ) -> None:
-    """Train a model from a config and write its model directory (new, empty or --overwrite)."""
+    """Train a model from a config and write its model directory (new, empty or --overwrite).
+
+    With ``train.checkpoint_every`` or ``--resume`` the run writes checkpoints into
+    OUT/checkpoints; a killed run continued with ``--resume`` ends exactly as the
+    uninterrupted run would have. Under ``torchrun`` the processes train one model together
+    (docs/distributed.md).
+    """
     cfg = load_config(config)
-    check_out(out, MODEL, overwrite, data_files(cfg))  # before hours of training, not after
+    # before hours of training, not after
+    check_out(out, MODEL, overwrite, data_files(cfg), resume=resume)
     options: dict[str, Any] = dict.fromkeys(seed_keys(cfg), seed) if seed is not None else {}
     if epochs is not None:
         options["train.epochs"] = epochs
@@ -68,9 +83,36 @@ def train(
     cfg.train.progress = cfg.train.progress and not as_json
     from mtrs.artifact import save_job  # torch: only once the config is valid
     from mtrs.job import run_job
+    from mtrs.train.checkpoint import Checkpoints
+    from mtrs.train.distributed import Distributed
 
-    job = run_job(cfg)
-    save_job(job, out, overwrite)
+    dist = Distributed.from_env(cfg.train.device)  # under torchrun: join the process group
+    main = dist is None or dist.is_main
+    # Only rank 0 draws progress bars and writes; every rank trains.
+    cfg.train.progress = cfg.train.progress and main
+    store = None
+    if cfg.train.checkpoint_every or resume:
+        store = Checkpoints(
+            out / CHECKPOINTS,
+            config_to_dict(cfg),
+            keep=cfg.train.keep_checkpoints,
+            rank=dist.rank if dist else 0,
+            world=dist.world if dist else 1,
+            barrier=dist.barrier if dist else None,
+        )
+        if not resume:
+            store.clear()  # --overwrite: the unfinished run is replaced, not continued
+        elif store.latest() is None and main:
+            err_console.print(f"{out / CHECKPOINTS}: no checkpoint yet; training from the start")
+    try:
+        job = run_job(cfg, checkpoints=store, dist=dist)
+        if main:
+            save_job(job, out, overwrite)
+    finally:
+        if dist is not None:
+            dist.close()
+    if not main:
+        return
     for warning in job.warnings:
         err_console.print(f"warning: {warning}", markup=False, highlight=False)
     if as_json:

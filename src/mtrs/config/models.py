@@ -375,6 +375,10 @@ class TrainConfig(StrictModel):
     weighting: str = "fixed"
     eval_batch_size: int = Field(default=2048, ge=1)
     progress: bool = True
+    # Checkpoints into ``--out``/checkpoints every this many optimizer steps and at each
+    # epoch's end (None: none, unless ``mtrs train --resume`` asks for epoch-end ones).
+    checkpoint_every: int | None = Field(default=None, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
 
 
 class SplitConfig(StrictModel):

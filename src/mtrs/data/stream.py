@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,13 +35,20 @@ class EncodedStream:
         self.users = KeyIndex()
         self.history = HistoryBuilder(self.proc)
 
-    def encoded(self) -> Iterator[tuple[Chunk, Batch]]:
-        """Every chunk with its encoded rows (all splits)."""
+    def encoded(self, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[Chunk, Batch]]:
+        """Every chunk with its encoded rows (all splits).
+
+        Args:
+            keep: Which chunks (by position) to encode and yield; the others still feed the
+                user codes and behaviour histories, which run across the whole log in order.
+        """
         self.reset()
         user_col = self.proc.cfg.data.user_key
-        for ch in self.log.chunks():
+        for i, ch in enumerate(self.log.chunks()):
             user = self.users.codes(ch.frame[user_col])
             hist = self.history.add(ch.frame, user, ch.start)
+            if keep is not None and not keep(i):
+                continue
             batch = self.proc.encode(ch.frame, history=hist)
             batch.user = torch.from_numpy(user)
             hold_out_profiles(batch, ch.frame[user_col], ch.split, self.proc.cfg)
@@ -54,10 +61,15 @@ class TrainStream:
     def __init__(self, stream: EncodedStream, buffer_rows: int) -> None:
         self.stream = stream
         self.buffer_rows = buffer_rows
+        # (rank, world) under data parallelism: chunk i trains on rank i mod world, so every
+        # row trains exactly once per epoch, on one rank.
+        self.shard = (0, 1)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        """The training rows of every chunk, in file order."""
-        for ch, batch in self.stream.encoded():
+        """The training rows of every chunk (of this rank's chunks), in file order."""
+        rank, world = self.shard
+        keep = None if world == 1 else (lambda i: i % world == rank)
+        for ch, batch in self.stream.encoded(keep):
             idx = np.flatnonzero(ch.split == TRAIN)
             if len(idx):
                 yield batch.take(torch.from_numpy(idx))

@@ -26,6 +26,10 @@ class Relation(Protocol):
         """The relation's loss on a batch (scalar)."""
         ...
 
+    def loss_rows(self, mask: Tensor) -> Tensor:
+        """The rows the loss averages over."""
+        ...
+
     def predict(self, probs: dict[str, Tensor]) -> Tensor:
         """The derived prediction from the tasks' predictions."""
         ...
@@ -76,6 +80,10 @@ class EsmmRelation:
         per_row = -(y * log_p + (1 - y) * log_not_p)
         w = valid.to(per_row.dtype)
         return (per_row * w).sum() / w.sum().clamp_min(1.0)
+
+    def loss_rows(self, mask: Tensor) -> Tensor:
+        """The rows :meth:`loss` averages over: every row where the parent's label counts."""
+        return mask[:, self.parent.column].sum()
 
     def predict(self, probs: dict[str, Tensor]) -> Tensor:
         return probs[self.parent.name] * probs[self.child.name]

@@ -63,6 +63,10 @@ class Task:
         w = m.to(per_row.dtype)
         return (per_row * w).sum() / w.sum().clamp_min(1.0)
 
+    def loss_rows(self, mask: Tensor) -> Tensor:
+        """The rows :meth:`loss` averages over (its denominator before the clamp)."""
+        return mask[:, self.column].sum()
+
     def to_output(self, pred: np.ndarray) -> np.ndarray:
         """Predictions on the label's own scale (regression values de-standardised)."""
         if self.encoding.scaler is not None:

@@ -149,6 +149,17 @@ class TaskSet:
             out[r.name] = r.loss(logits, batch.labels, batch.mask)
         return out
 
+    def loss_rows(self, batch: Batch) -> dict[str, float]:
+        """Per loss term of :meth:`losses`, the rows it averages over on ``batch``.
+
+        Data-parallel training weights each rank's share of a term by these counts, so that
+        the ranks together follow the gradient of the global mini-batch's masked mean.
+        """
+        out = {t.name: float(t.loss_rows(batch.mask)) for t in self.tasks if t.direct_loss}
+        for r in self.loss_relations:
+            out[r.name] = float(r.loss_rows(batch.mask))
+        return out
+
     def default_monitor(self) -> str:
         """``<first event task>/<its primary metric>`` (a profiling task only if all are)."""
         event = [t for t in self.event_tasks if t.direct_loss] or list(self.tasks)

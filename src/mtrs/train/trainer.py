@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,9 +17,13 @@ from torch import Tensor, nn
 
 from mtrs.config.models import JobConfig, TrainConfig
 from mtrs.data.batch import Batch
-from mtrs.eval.evaluator import evaluate
+from mtrs.errors import MtrsUserError
+from mtrs.eval.evaluator import evaluate, predict
 from mtrs.eval.metrics import is_higher_better
+from mtrs.outdir import pause_point
 from mtrs.tasks.taskset import TaskSet
+from mtrs.train.checkpoint import Checkpoints, LoopState, Snapshot, weighting_state
+from mtrs.train.distributed import Distributed
 from mtrs.train.weighting import Weighting, build_weighting
 
 
@@ -61,6 +65,17 @@ EpochCallback = Callable[["Trainer", EpochRecord], None]
 StepCallback = Callable[["Trainer", dict[str, Tensor]], None]
 
 
+def _record_dict(rec: EpochRecord) -> dict[str, object]:
+    return {
+        "epoch": rec.epoch, "train_loss": rec.train_loss, "valid": rec.valid,
+        "weights": rec.weights, "seconds": rec.seconds, "extra": rec.extra,
+    }  # fmt: skip
+
+
+def _record(doc: dict[str, Any]) -> EpochRecord:
+    return EpochRecord(**doc)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that a CPU re-run gives identical results."""
     random.seed(seed)
@@ -86,22 +101,32 @@ class Trainer:
         model: The multi-task model.
         tasks: Its tasks and their relations (losses, label columns, metrics).
         cfg: The job config (``[train]`` and ``[model].lambda_shared`` are used).
+        dist: This process's place in a data-parallel job (None: one process); see
+            :mod:`mtrs.train.distributed`.
     """
 
-    def __init__(self, model: nn.Module, tasks: TaskSet, cfg: JobConfig) -> None:
+    def __init__(
+        self, model: nn.Module, tasks: TaskSet, cfg: JobConfig, dist: Distributed | None = None
+    ) -> None:
         self.cfg: TrainConfig = cfg.train
         self.lam = cfg.model.lambda_shared
-        self.device = resolve_device(self.cfg.device)
+        self.dist = dist
+        self.device = dist.device if dist is not None else resolve_device(self.cfg.device)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.model = model.to(self.device)
+        if dist is not None:
+            dist.broadcast_module(self.model)  # every rank starts from rank 0's weights
         self.tasks = tasks
         base = tasks.loss_weights()
         shared: list[nn.Parameter] = getattr(model, "shared_parameters", lambda: [])()
         self.weighting: Weighting = build_weighting(
             self.cfg.weighting, list(base), base, shared
         ).to(self.device)
+        if dist is not None:
+            self.weighting.reduce = dist.mean
         params = list(model.parameters()) + list(self.weighting.parameters())
+        self._params = params
         self.optimizer = self._optimizer(params)
         self.epoch_callbacks: list[EpochCallback] = []
         self.step_callbacks: list[StepCallback] = []
@@ -112,6 +137,13 @@ class Trainer:
         # Share of training done (0 … 1) and optimizer steps taken, for the learning rate.
         self.progress_fraction = 0.0
         self.steps_done = 0
+        # The loop's position and early-stopping state (what a checkpoint saves).
+        self.loop = LoopState()
+        self.best_state: dict[str, Tensor] | None = None
+        self.checkpoints: Checkpoints | None = None
+        self._epoch_start = time.perf_counter()
+        # A one-row batch a rank trains with weight 0 when it has no rows in a step.
+        self._stand_in: Batch | None = None
 
     def _optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         c = self.cfg
@@ -156,43 +188,92 @@ class Trainer:
     def train_epoch(
         self, data: Batch, epoch: int, progress: Progress | None = None
     ) -> dict[str, float]:
-        """One pass over ``data`` in shuffled mini-batches; returns mean loss per task."""
+        """One pass over ``data`` in shuffled mini-batches; returns mean loss per task.
+
+        The epoch's permutation depends only on the seed and the epoch, so a run resumed at
+        step ``k`` of the epoch (:attr:`loop`) trains on exactly the batches it would have.
+        """
         self.model.train()
         n = len(data)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
         perm = torch.randperm(n, generator=gen)
         bs = self.cfg.batch_size
         steps = math.ceil(n / bs)
-        sums: dict[str, float] = {}
+        sums = self.loop.sums
+        if self.dist is not None:
+            self._stand_in = data.take(slice(0, 1))
         task_id = progress.add_task(f"epoch {epoch}", total=steps, loss="") if progress else None
-        for step in range(steps):
+        for step in range(self.loop.step, steps):
             self.progress_fraction = (epoch - 1 + step / steps) / self.cfg.epochs
-            total = self.train_step(data.take(perm[step * bs : (step + 1) * bs]), sums)
+            rows = perm[step * bs : (step + 1) * bs]
+            if self.dist is not None:
+                # Each rank trains on its interleaved share of the global mini-batch.
+                rows = rows[self.dist.rank :: self.dist.world]
+            if self.dist is None:
+                total = self.train_step(data.take(rows), sums)
+            else:
+                total = self.train_step(self._or_stand_in(data, rows), sums, len(rows))
+            self._after_step(last=step == steps - 1)
             if (
                 progress is not None
                 and task_id is not None
                 and (step % 10 == 0 or step == steps - 1)
             ):
                 progress.update(task_id, completed=step + 1, loss=f"loss {total:.4f}")
-        return {k: v / steps for k, v in sums.items()}
+        return self._epoch_means(sums, steps)
 
-    def train_step(self, batch: Batch, sums: dict[str, float]) -> float:
-        """One optimizer step on a mini-batch; adds its losses to ``sums``, returns the total."""
+    def _or_stand_in(self, data: Batch, rows: Tensor) -> Batch:
+        if len(rows) or self._stand_in is None:
+            return data.take(rows)
+        return self._stand_in
+
+    def _epoch_means(self, sums: dict[str, float], steps: int) -> dict[str, float]:
+        """Mean loss per step; the ranks' shares are summed into the global batch's means."""
+        if self.dist is not None:
+            sums = self.dist.sum_floats(sums)
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    def train_step(self, batch: Batch, sums: dict[str, float], rows: int | None = None) -> float:
+        """One optimizer step on a mini-batch; adds its losses to ``sums``, returns the total.
+
+        Under data parallelism ``batch`` is this rank's share of the global mini-batch and
+        ``rows`` its size (0 for a stand-in batch that must not count); every rank calls this
+        once per global step.
+        """
         batch = batch.to(self.device, non_blocking=True)
         self.current_batch = batch
         losses, shared, _ = self.task_losses(batch)
+        if self.dist is not None:
+            losses, shared = self._scale_to_shares(batch, rows, losses, shared)
         extra = self.lam * shared if shared is not None and self.lam > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
         total = self.weighting.backward(losses, extra, 1.0 - self.lam)
+        share = 1.0
+        if self.dist is not None:
+            self.dist.average_gradients(self._params)
+            share = 1.0 / self.dist.world  # the scaled terms of all ranks sum to the global
         self._set_lr()
         self.optimizer.step()
         self.steps_done += 1
         for cb in self.step_callbacks:
             cb(self, losses)
+        # Under data parallelism each rank adds its share; the epoch's end sums the ranks.
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        sums["total"] = sums.get("total", 0.0) + float(total)
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * share
+        sums["total"] = sums.get("total", 0.0) + float(total) * share
         return float(total)
+
+    def _scale_to_shares(
+        self, batch: Batch, rows: int | None, losses: dict[str, Tensor], shared: Tensor | None
+    ) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Each loss term times this rank's share of the term's rows in the global step."""
+        assert self.dist is not None
+        n = len(batch) if rows is None else rows
+        counts = self.tasks.loss_rows(batch) if n else dict.fromkeys(losses, 0.0)
+        self.dist.begin_step(n, counts)
+        shares = self.dist.shares
+        scaled = {k: v * shares[k] for k, v in losses.items()}
+        return scaled, (shared * shares["rows"] if shared is not None else None)
 
     def train_stream_epoch(
         self, data: BatchStream, epoch: int, progress: Progress | None = None
@@ -201,16 +282,56 @@ class Trainer:
 
         Chunks fill the buffer; a seeded permutation of the buffer gives full mini-batches and
         the rows left over are carried into the next buffer. When the buffer holds every row,
-        the permutation and so the training equal :meth:`train_epoch`'s.
+        the permutation and so the training equal :meth:`train_epoch`'s. A run resumed at
+        step ``k`` of the epoch re-reads the stream and skips its first ``k`` batches, which
+        the same seeded permutations make the same batches. Under data parallelism every rank
+        reads its own chunks (``data.shard``) in batches of its share of the global batch, and
+        the steps go on while any rank has rows (the others train a stand-in with weight 0).
         """
         self.model.train()
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
-        bs = self.cfg.batch_size
-        sums: dict[str, float] = {}
+        sums = self.loop.sums
         steps = 0
+        skip = self.loop.step
         # The stream's length is unknown until it ends: the schedule moves once per epoch.
         self.progress_fraction = (epoch - 1) / self.cfg.epochs
         task_id = progress.add_task(f"epoch {epoch}", total=None, loss="") if progress else None
+        batches = self._stream_batches(data, epoch)
+        while True:
+            batch = next(batches, None)
+            if steps < skip:
+                steps += 1
+                continue
+            rows = len(batch) if batch is not None else 0
+            if self.dist is None:
+                if batch is None:
+                    break
+            else:
+                if not self.dist.begin_step(rows):  # no rank has rows left
+                    break
+                if batch is None:
+                    if self._stand_in is None:
+                        raise MtrsUserError(
+                            f"rank {self.dist.rank} of {self.dist.world} got no training rows "
+                            "(fewer chunks than processes); lower data.chunk_rows"
+                        )
+                    batch = self._stand_in
+            steps += 1
+            total = (
+                self.train_step(batch, sums)
+                if self.dist is None
+                else (self.train_step(batch, sums, rows))
+            )
+            self._after_step(last=False)
+            if progress is not None and task_id is not None and steps % 10 == 0:
+                progress.update(task_id, completed=steps, loss=f"loss {total:.4f}")
+        return self._epoch_means(sums, steps)
+
+    def _stream_batches(self, data: BatchStream, epoch: int) -> Iterator[Batch]:
+        """The mini-batches of a streamed epoch: buffers of chunks, each shuffled (seeded)."""
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        bs = self.cfg.batch_size
+        if self.dist is not None:
+            bs = self.dist.local_batch_size(bs)
         parts: list[Batch] = []
         held = 0
         chunks = data.batches(epoch)
@@ -220,6 +341,8 @@ class Trainer:
             if chunk is not None and len(chunk):
                 parts.append(chunk)
                 held += len(chunk)
+                if self._stand_in is None and self.dist is not None:
+                    self._stand_in = chunk.take(slice(0, 1))
             done = chunk is None
             if held == 0 or (not done and held < data.buffer_rows):
                 continue
@@ -227,30 +350,75 @@ class Trainer:
             perm = torch.randperm(held, generator=gen)
             full = held if done else held - held % bs
             for start in range(0, full, bs):
-                total = self.train_step(buffer.take(perm[start : start + bs]), sums)
-                steps += 1
-                if progress is not None and task_id is not None and steps % 10 == 0:
-                    progress.update(task_id, completed=steps, loss=f"loss {total:.4f}")
+                yield buffer.take(perm[start : start + bs])
             parts = [buffer.take(perm[full:])] if full < held else []
             held -= full
-        return {k: v / max(steps, 1) for k, v in sums.items()}
 
-    def fit(self, train: Batch | BatchStream, valid: Batch | None = None) -> TrainResult:
+    # ------------------------------------------------------------------ checkpoints
+
+    def _after_step(self, last: bool) -> None:
+        """Count the step; write a checkpoint every ``checkpoint_every`` steps (not at the
+        epoch's last step, whose checkpoint follows its validation)."""
+        self.loop.step += 1
+        self.loop.steps_done = self.steps_done
+        if self.checkpoints is None:
+            return
+        pause_point(f"step:{self.steps_done}")  # test hook (kill-and-resume tests)
+        every = self.cfg.checkpoint_every
+        if every and not last and self.steps_done % every == 0:
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        assert self.checkpoints is not None
+        self.loop.epoch_seconds = time.perf_counter() - self._epoch_start
+        self.checkpoints.save(
+            Snapshot(
+                self.loop,
+                self.model.state_dict(),
+                self.best_state,
+                weighting_state(self.weighting),
+                self.optimizer.state_dict(),
+            )
+        )
+
+    def _restore(self, snap: Snapshot) -> None:
+        self.model.load_state_dict(snap.model)
+        self.weighting.load_state_dict(snap.weighting, strict=False)
+        self.optimizer.load_state_dict(snap.optimizer)
+        self.best_state = snap.best
+        self.loop = snap.loop
+        self.steps_done = snap.loop.steps_done
+
+    def fit(
+        self,
+        train: Batch | BatchStream,
+        valid: Batch | None = None,
+        checkpoints: Checkpoints | None = None,
+    ) -> TrainResult:
         """Train for ``epochs`` with validation and early stopping; keeps the best state.
 
         Args:
             train: The training rows, or a stream of them (data larger than memory).
             valid: The validation rows (early stopping and model selection use these only).
+            checkpoints: Where to write checkpoints (every ``train.checkpoint_every`` steps
+                and at each epoch's end); when it holds one, training continues from the
+                latest exactly as the uninterrupted run would have (same batches, random
+                numbers, optimizer and early-stopping state).
 
         Returns:
             The training history and the kept epoch.
         """
-        seed_everything(self.cfg.seed)
-        history: list[EpochRecord] = []
-        best_value = -math.inf
-        best_epoch, best_state, best_valid = 0, None, {}
-        bad_epochs = 0
-        start = time.perf_counter()
+        # Ranks draw different dropout and id-dropout masks (rank 0 draws one process's).
+        seed_everything(self.cfg.seed + (self.dist.rank if self.dist is not None else 0))
+        self.loop = LoopState()
+        self.best_state = None
+        self.checkpoints = checkpoints
+        latest = checkpoints.latest() if checkpoints is not None else None
+        if checkpoints is not None and latest is not None:
+            self._restore(checkpoints.load(latest))
+        loop = self.loop
+        history = [_record(r) for r in loop.history]
+        start = time.perf_counter() - sum(r.seconds for r in history) - loop.epoch_seconds
         monitor = self.monitor if valid is not None else None
         columns = [
             TextColumn("{task.description}"),
@@ -259,8 +427,9 @@ class Trainer:
             TimeElapsedColumn(),
         ]
         with Progress(*columns, disable=not self.cfg.progress, transient=True) as progress:
-            for epoch in range(1, self.cfg.epochs + 1):
-                t0 = time.perf_counter()
+            while not loop.done and loop.epoch <= self.cfg.epochs:
+                epoch = loop.epoch
+                self._epoch_start = time.perf_counter() - loop.epoch_seconds
                 losses = (
                     self.train_epoch(train, epoch, progress)
                     if isinstance(train, Batch)
@@ -269,26 +438,32 @@ class Trainer:
                 self.weighting.end_epoch(losses)
                 metrics = self.evaluate(valid) if valid is not None else {}
                 rec = EpochRecord(
-                    epoch, losses, metrics, self.weighting.current(), time.perf_counter() - t0
-                )
+                    epoch, losses, metrics, self.weighting.current(),
+                    time.perf_counter() - self._epoch_start,
+                )  # fmt: skip
                 for cb in self.epoch_callbacks:
                     cb(self, rec)
                 history.append(rec)
+                loop.history.append(_record_dict(rec))
                 if monitor is None:
-                    best_epoch, best_valid = epoch, metrics
-                    continue
-                value = self._monitor_value(metrics, monitor)
-                if value > best_value:
-                    best_value, best_epoch, best_valid, bad_epochs = value, epoch, metrics, 0
-                    best_state = copy.deepcopy(self.model.state_dict())
+                    loop.best_epoch, loop.best_valid = epoch, metrics
                 else:
-                    bad_epochs += 1
-                    if bad_epochs > self.cfg.patience:
-                        break
-                if self.stop_requested:
-                    break
+                    value = self._monitor_value(metrics, monitor)
+                    if value > loop.best_value:
+                        loop.best_value, loop.best_epoch, loop.best_valid = value, epoch, metrics
+                        loop.bad_epochs = 0
+                        self.best_state = copy.deepcopy(self.model.state_dict())
+                    else:
+                        loop.bad_epochs += 1
+                        loop.done = loop.bad_epochs > self.cfg.patience
+                loop.done = loop.done or self.stop_requested or epoch == self.cfg.epochs
+                loop.epoch, loop.step, loop.sums, loop.epoch_seconds = epoch + 1, 0, {}, 0.0
+                if self.checkpoints is not None:
+                    self._epoch_start = time.perf_counter()
+                    self._save_checkpoint()
+        best_epoch, best_valid = loop.best_epoch, loop.best_valid
         warnings = []
-        if monitor is not None and best_state is None and history:
+        if monitor is not None and self.best_state is None and history:
             # The monitor was undefined at every epoch (e.g. one class in the validation
             # labels): no epoch could be chosen, so the last one is kept and said so.
             best_epoch, best_valid = history[-1].epoch, history[-1].valid
@@ -297,8 +472,8 @@ class Trainer:
                 f"epoch (its labels have one class, or no rows count); no early stopping, "
                 f"the last epoch ({best_epoch}) is kept"
             )
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         seconds = time.perf_counter() - start
         return TrainResult(history, best_epoch, best_valid, monitor, seconds, warnings)
 
@@ -311,5 +486,15 @@ class Trainer:
         return value if is_higher_better(metric) else -value
 
     def evaluate(self, data: Batch) -> dict[str, dict[str, float]]:
-        """Metrics of the current model on ``data`` (the shared evaluation path)."""
-        return evaluate(self.model, data, self.tasks, self.cfg.eval_batch_size, self.device)
+        """Metrics of the current model on ``data`` (the shared evaluation path).
+
+        Under data parallelism each rank predicts its share of the rows and the predictions
+        of all ranks are gathered before the metrics: they equal one process's exactly, on
+        every rank (so early stopping decides alike everywhere).
+        """
+        bs = self.cfg.eval_batch_size
+        if self.dist is None:
+            return evaluate(self.model, data, self.tasks, bs, self.device)
+        part = data.take(self.dist.shard(len(data)))
+        preds = self.dist.gather_rows(predict(self.model, part, self.tasks, bs, self.device))
+        return self.tasks.metrics(preds, data)

@@ -41,6 +41,16 @@ class Weighting(nn.Module):
         self.names = names
         self.register_buffer("base", torch.tensor([base[n] for n in names], dtype=torch.float32))
         self._shared = shared
+        # Under data parallelism: the rows-weighted mean over the ranks (set by the trainer).
+        self.reduce: Callable[[Tensor], Tensor] | None = None
+
+    def across_ranks(self, t: Tensor) -> Tensor:
+        """``t`` averaged over the data-parallel ranks (``t`` itself in one process).
+
+        Methods that look at per-task gradients or losses use it, so that they see the
+        global mini-batch's values (and every rank decides alike).
+        """
+        return self.reduce(t) if self.reduce is not None else t
 
     def current(self) -> dict[str, float]:
         """Weights now in use, by task name."""
@@ -135,6 +145,15 @@ class DwaWeighting(Weighting):
         total.backward()
         return total.detach()
 
+    def get_extra_state(self) -> Tensor:
+        """The last two epochs' losses (a checkpoint keeps them: they set the next weights)."""
+        if not self._history:
+            return torch.zeros(0, len(self.names))
+        return torch.stack(self._history)
+
+    def set_extra_state(self, state: Tensor) -> None:
+        self._history = list(state.unbind(0))
+
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         now = torch.tensor([epoch_losses.get(n, math.nan) for n in self.names])
         self._history = [*self._history, now][-2:]
@@ -198,8 +217,10 @@ class GradNormWeighting(Weighting):
         with torch.no_grad():
             self.w.copy_(self._normalised())
         if self._layer:
-            norms = torch.stack([flat_grad(losses[n], self._layer)[0].norm() for n in self.names])
-            observed = stacked.detach()
+            norms = torch.stack(
+                [self.across_ranks(flat_grad(losses[n], self._layer)[0]).norm() for n in self.names]
+            )
+            observed = self.across_ranks(stacked.detach())
             with torch.no_grad():
                 unset = (self.initial <= 0) & (observed > 0)
                 self.initial.copy_(torch.where(unset, observed, self.initial))
@@ -231,6 +252,13 @@ class PCGradWeighting(Weighting):
         self._params = trainable(shared)
         self._generator = torch.Generator().manual_seed(0)
 
+    def get_extra_state(self) -> Tensor:
+        """The state of the generator that orders the projections (kept by checkpoints)."""
+        return self._generator.get_state()
+
+    def set_extra_state(self, state: Tensor) -> None:
+        self._generator.set_state(state)
+
     def backward(self, losses: dict[str, Tensor], extra: Tensor | None, scale: float) -> Tensor:
         if not self._params:
             return super().backward(losses, extra, scale)
@@ -238,12 +266,12 @@ class PCGradWeighting(Weighting):
         grads, used = [], [False] * len(self._params)
         for i in range(len(self.names)):
             g, u = flat_grad(weighted[i], self._params)
-            grads.append(g)
+            grads.append(self.across_ranks(g))
             used = [a or b for a, b in zip(used, u, strict=True)]
         combined = project_conflicting(grads, self._generator)
         if extra is not None:
             g, u = flat_grad(extra, self._params)
-            combined = combined + g
+            combined = combined + self.across_ranks(g)
             used = [a or b for a, b in zip(used, u, strict=True)]
         total = self._total(weighted.sum(), extra)
         total.backward()

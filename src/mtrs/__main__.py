@@ -1,0 +1,5 @@
+"""``python -m mtrs``: the ``mtrs`` command (what ``torchrun -m mtrs train …`` starts)."""
+
+from mtrs.cli.main import main
+
+main()
