@@ -14,7 +14,8 @@ numbers for its projection to more machines.
 
 Usage::
 
-    python benchmarks/scale_out.py                  # 400,000 events
+    python benchmarks/scale_out.py                  # 400,000 events, global batch 2048
+    python benchmarks/scale_out.py --batch-size 512 # the quickstart config's own batch
     python benchmarks/scale_out.py --events 100000 --json runs/scale_out.json
 """
 
@@ -79,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--reduce-steps", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=2048, help="Global mini-batch rows.")
     ap.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
     args = ap.parse_args()
 
@@ -89,6 +91,7 @@ def main() -> None:
     spec = SynthSpec(num_users=max(2000, args.events // 50), num_items=2000, num_events=args.events)
     config = write_synth(root / "data", spec, "parquet")
     base = config.read_text().replace("epochs = 4", "epochs = 1\nthreads = 1")
+    base = base.replace("batch_size = 512", f"batch_size = {args.batch_size}")
     assert "threads = 1" in base
     configs = {"memory": config, "streaming": config.with_name("streaming.toml")}
     configs["memory"].write_text(base.replace("[data]", '[data]\nstreaming = "never"', 1))
@@ -98,7 +101,7 @@ def main() -> None:
     from mtrs.config.load import load_config
 
     train_rows = None
-    results: dict[str, Any] = {"events": args.events, "runs": []}
+    results: dict[str, Any] = {"events": args.events, "batch_size": args.batch_size, "runs": []}
     for mode, cfg_path in configs.items():
         for processes in (1, 2):
             got = _train(cfg_path, root / f"{mode}-{processes}", processes)

@@ -50,8 +50,14 @@ def main() -> None:
         trainer = Trainer(model, tasks, cfg, dist)
         sums: dict[str, float] = {}
         for step in range(STEPS):
-            rows = torch.arange(step * BATCH, (step + 1) * BATCH)[dist.rank :: dist.world]
-            trainer.train_step(prepared.train.take(rows), sums)
+            rows = torch.arange(step * BATCH, (step + 1) * BATCH)
+            mine = prepared.train.take(rows[dist.rank :: dist.world])
+            if step % 2:  # the shares from the counts every rank can see, or by all-reduce
+                dist.begin_step(trainer.step_counts(mine.mask))
+            else:
+                whole = prepared.train.mask[rows]
+                dist.set_shares(trainer.step_counts(mine.mask), trainer.step_counts(whole))
+            trainer.train_step(mine, sums)
         if dist.is_main:
             state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
             state |= {f"weighting.{k}": v for k, v in trainer.weighting.state_dict().items()

@@ -149,15 +149,18 @@ class TaskSet:
             out[r.name] = r.loss(logits, batch.labels, batch.mask)
         return out
 
-    def loss_rows(self, batch: Batch) -> dict[str, float]:
-        """Per loss term of :meth:`losses`, the rows it averages over on ``batch``.
+    def loss_rows(self, mask: Tensor) -> dict[str, float]:
+        """Per loss term of :meth:`losses`, the rows it averages over (``mask``: a batch's).
 
         Data-parallel training weights each rank's share of a term by these counts, so that
-        the ranks together follow the gradient of the global mini-batch's masked mean.
+        the ranks together follow the gradient of the global mini-batch's masked mean. An
+        empty mask (a rank without rows) counts 0 everywhere.
         """
-        out = {t.name: float(t.loss_rows(batch.mask)) for t in self.tasks if t.direct_loss}
+        if mask.numel() == 0:
+            return {name: 0.0 for name in self.loss_weights()}
+        out = {t.name: float(t.loss_rows(mask)) for t in self.tasks if t.direct_loss}
         for r in self.loss_relations:
-            out[r.name] = float(r.loss_rows(batch.mask))
+            out[r.name] = float(r.loss_rows(mask))
         return out
 
     def default_monitor(self) -> str:

@@ -138,27 +138,31 @@ class Distributed:
 
     # ------------------------------------------------------------------ per step
 
-    def begin_step(self, rows: int, counts: dict[str, float] | None = None) -> int:
-        """Announce this rank's rows (and each loss term's rows) in the coming step.
+    def set_shares(self, local: dict[str, float], total: dict[str, float]) -> None:
+        """Set :attr:`shares` from this rank's and all ranks' counts of the coming step.
 
-        Sets :attr:`shares`: per loss term ``world · m_r / M`` (``m_r`` this rank's rows of
-        the term, ``M`` all ranks'), and under ``"rows"`` the same for plain rows. A rank
-        that multiplies its loss terms by these shares and then averages gradients over the
-        ranks follows the gradient of the global batch's masked means exactly.
+        Per loss term (and ``"rows"``): ``world · m_r / M`` (``m_r`` this rank's rows of the
+        term, ``M`` all ranks'). A rank that multiplies its loss terms by these shares and
+        then averages the gradients over the ranks follows the gradient of the global
+        batch's masked means exactly.
+        """
+        self.shares = {k: (self.world * local[k] / total[k] if total[k] else 0.0) for k in local}
+
+    def begin_step(self, counts: dict[str, float]) -> int:
+        """:meth:`set_shares` when only this rank's counts are known (one all-reduce).
+
+        Args:
+            counts: This rank's rows per loss term and in all (``"rows"``).
 
         Returns:
-            The rows of all ranks (0: no rank has any; the epoch is over).
+            The rows of all ranks (0: no rank has any; a streamed epoch is over).
         """
-        keys = sorted(counts or {})
-        local = [float(rows), *[(counts or {})[k] for k in keys]]
-        t = torch.tensor(local, dtype=torch.float64, device=self.device)
+        keys = sorted(counts)
+        t = torch.tensor([counts[k] for k in keys], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
-        totals = t.tolist()
-        self.shares = {
-            name: (self.world * mine / total if total else 0.0)
-            for name, mine, total in zip(["rows", *keys], local, totals, strict=True)
-        }
-        return int(totals[0])
+        total = dict(zip(keys, t.tolist(), strict=True))
+        self.set_shares(counts, total)
+        return int(total["rows"])
 
     def mean(self, t: Tensor) -> Tensor:
         """The mean of ``t`` over the ranks (the same value on every rank)."""

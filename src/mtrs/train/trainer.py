@@ -206,13 +206,16 @@ class Trainer:
         for step in range(self.loop.step, steps):
             self.progress_fraction = (epoch - 1 + step / steps) / self.cfg.epochs
             rows = perm[step * bs : (step + 1) * bs]
-            if self.dist is not None:
-                # Each rank trains on its interleaved share of the global mini-batch.
-                rows = rows[self.dist.rank :: self.dist.world]
             if self.dist is None:
                 total = self.train_step(data.take(rows), sums)
             else:
-                total = self.train_step(self._or_stand_in(data, rows), sums, len(rows))
+                # Each rank trains on its interleaved share of the global mini-batch; every
+                # rank holds the rows, so the global batch's counts need no collective.
+                mine = rows[self.dist.rank :: self.dist.world]
+                self.dist.set_shares(
+                    self.step_counts(data.mask[mine]), self.step_counts(data.mask[rows])
+                )
+                total = self.train_step(self._or_stand_in(data, mine), sums)
             self._after_step(last=step == steps - 1)
             if (
                 progress is not None
@@ -233,18 +236,26 @@ class Trainer:
             sums = self.dist.sum_floats(sums)
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
-    def train_step(self, batch: Batch, sums: dict[str, float], rows: int | None = None) -> float:
+    def step_counts(self, mask: Tensor) -> dict[str, float]:
+        """Rows of a (share of a) mini-batch, per loss term and in all (``"rows"``)."""
+        return {"rows": float(len(mask)), **self.tasks.loss_rows(mask)}
+
+    def train_step(self, batch: Batch, sums: dict[str, float]) -> float:
         """One optimizer step on a mini-batch; adds its losses to ``sums``, returns the total.
 
-        Under data parallelism ``batch`` is this rank's share of the global mini-batch and
-        ``rows`` its size (0 for a stand-in batch that must not count); every rank calls this
-        once per global step.
+        Under data parallelism ``batch`` is this rank's share of the global mini-batch (or a
+        stand-in with share 0), the caller has set the shares of the step
+        (:meth:`Distributed.set_shares` or :meth:`Distributed.begin_step`), and every rank
+        calls this once per global step.
         """
         batch = batch.to(self.device, non_blocking=True)
         self.current_batch = batch
         losses, shared, _ = self.task_losses(batch)
         if self.dist is not None:
-            losses, shared = self._scale_to_shares(batch, rows, losses, shared)
+            # Each loss term times this rank's share of the term's rows in the global step.
+            shares = self.dist.shares
+            losses = {k: v * shares[k] for k, v in losses.items()}
+            shared = shared * shares["rows"] if shared is not None else None
         extra = self.lam * shared if shared is not None and self.lam > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
         total = self.weighting.backward(losses, extra, 1.0 - self.lam)
@@ -262,18 +273,6 @@ class Trainer:
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * share
         sums["total"] = sums.get("total", 0.0) + float(total) * share
         return float(total)
-
-    def _scale_to_shares(
-        self, batch: Batch, rows: int | None, losses: dict[str, Tensor], shared: Tensor | None
-    ) -> tuple[dict[str, Tensor], Tensor | None]:
-        """Each loss term times this rank's share of the term's rows in the global step."""
-        assert self.dist is not None
-        n = len(batch) if rows is None else rows
-        counts = self.tasks.loss_rows(batch) if n else dict.fromkeys(losses, 0.0)
-        self.dist.begin_step(n, counts)
-        shares = self.dist.shares
-        scaled = {k: v * shares[k] for k, v in losses.items()}
-        return scaled, (shared * shares["rows"] if shared is not None else None)
 
     def train_stream_epoch(
         self, data: BatchStream, epoch: int, progress: Progress | None = None
@@ -301,12 +300,15 @@ class Trainer:
             if steps < skip:
                 steps += 1
                 continue
-            rows = len(batch) if batch is not None else 0
             if self.dist is None:
                 if batch is None:
                     break
             else:
-                if not self.dist.begin_step(rows):  # no rank has rows left
+                # One collective: every rank's counts; none with rows left ends the epoch.
+                counts = self.step_counts(
+                    batch.mask if batch is not None else torch.zeros(0, 0, dtype=torch.bool)
+                )
+                if not self.dist.begin_step(counts):
                     break
                 if batch is None:
                     if self._stand_in is None:
@@ -316,11 +318,7 @@ class Trainer:
                         )
                     batch = self._stand_in
             steps += 1
-            total = (
-                self.train_step(batch, sums)
-                if self.dist is None
-                else (self.train_step(batch, sums, rows))
-            )
+            total = self.train_step(batch, sums)
             self._after_step(last=False)
             if progress is not None and task_id is not None and steps % 10 == 0:
                 progress.update(task_id, completed=steps, loss=f"loss {total:.4f}")
