@@ -435,7 +435,7 @@ def swap_in(new: Path, target: Path) -> None:
     _remove_temp(aside)
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     """Flush a file or directory to disk (best effort where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -449,11 +449,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(directory: Path) -> None:
+def fsync_tree(directory: Path) -> None:
+    """Flush every file under ``directory`` and the directories themselves to disk."""
     for root, _, files in os.walk(directory):
         for name in files:
-            _fsync(Path(root) / name)
-        _fsync(Path(root))
+            fsync(Path(root) / name)
+        fsync(Path(root))
 
 
 @contextlib.contextmanager
@@ -473,10 +474,10 @@ def staged(target: str | Path) -> Iterator[Path]:
     try:
         _write_marker(tmp, t, "new")
         yield tmp
-        _fsync_tree(tmp)  # the new files are on disk before any rename makes them the target
+        fsync_tree(tmp)  # the new files are on disk before any rename makes them the target
         pause_point("save:written")
         swap_in(tmp, t)
-        _fsync(t.parent)
+        fsync(t.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             _remove_temp(tmp)
@@ -525,6 +526,8 @@ __all__ = [
     "atomic_path",
     "check_out",
     "data_files",
+    "fsync",
+    "fsync_tree",
     "has_checkpoints",
     "is_model_dir",
     "leftovers",

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,17 @@ import torch
 from mtrs.config.load import config_to_dict, load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
-from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec
 from mtrs.errors import MtrsUserError
 from mtrs.job import build
 from mtrs.prepare import Prepared, prepare
 from mtrs.train.checkpoint import Checkpoints, LoopState, Snapshot
 from mtrs.train.trainer import Trainer, TrainResult
 
-QUICKSTART = Path(__file__).parents[2] / "src" / "mtrs" / "configs" / "quickstart.toml"
-
 
 @pytest.fixture(scope="module")
-def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write(generate(SynthSpec(num_users=60, num_items=20, num_events=1500)), out)
-    shutil.copy(QUICKSTART, out / "job.toml")
-    return out
+def job_dir(synth_job: Callable[[SynthSpec], Path]) -> Path:
+    return synth_job(SynthSpec(num_users=60, num_items=20, num_events=1500))
 
 
 def _config(job_dir: Path, weighting: str = "fixed", every: int | None = 2) -> JobConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,15 @@ import torch
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
-from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec
 from mtrs.job import build
 from mtrs.prepare import Prepared, prepare
 from mtrs.train.trainer import EpochRecord, Trainer
 
-QUICKSTART = Path(__file__).parents[2] / "src" / "mtrs" / "configs" / "quickstart.toml"
-
 
 @pytest.fixture(scope="module")
-def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write(generate(SynthSpec(num_users=60, num_items=20, num_events=1500)), out)
-    shutil.copy(QUICKSTART, out / "job.toml")
-    return out
+def job_dir(synth_job: Callable[[SynthSpec], Path]) -> Path:
+    return synth_job(SynthSpec(num_users=60, num_items=20, num_events=1500))
 
 
 def _config(job_dir: Path, monitor: str, epochs: int, patience: int) -> JobConfig:

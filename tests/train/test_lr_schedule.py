@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,19 +11,15 @@ import pytest
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
-from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec
 from mtrs.job import build
 from mtrs.prepare import Prepared, prepare
 from mtrs.train.trainer import Trainer
 
-QUICKSTART = Path(__file__).parents[2] / "src" / "mtrs" / "configs" / "quickstart.toml"
-
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory: pytest.TempPathFactory) -> JobConfig:
-    out = tmp_path_factory.mktemp("synth")
-    write(generate(SynthSpec(num_users=40, num_items=20, num_events=1000)), out)
-    shutil.copy(QUICKSTART, out / "job.toml")
+def cfg(synth_job: Callable[[SynthSpec], Path]) -> JobConfig:
+    out = synth_job(SynthSpec(num_users=40, num_items=20, num_events=1000))
     c = load_config(out / "job.toml")
     c.train.epochs, c.train.batch_size, c.train.lr = 2, 200, 0.01
     c.train.progress, c.train.threads = False, 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from mtrs.config.load import load_config
 from mtrs.config.models import JobConfig
-from mtrs.datasets.synth import SynthSpec, generate, write
+from mtrs.datasets.synth import SynthSpec
 from mtrs.errors import MtrsUserError
 from mtrs.job import run_job
 from mtrs.prepare import Prepared, prepare
@@ -29,16 +29,12 @@ from mtrs.train.weighting import (
     build_weighting,
 )
 
-QUICKSTART = Path(__file__).parents[2] / "src" / "mtrs" / "configs" / "quickstart.toml"
 METHODS = ["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"]
 
 
 @pytest.fixture(scope="module")
-def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write(generate(SynthSpec(num_users=300, num_items=80, num_events=8000)), out)
-    shutil.copy(QUICKSTART, out / "job.toml")
-    return out
+def job_dir(synth_job: Callable[[SynthSpec], Path]) -> Path:
+    return synth_job(SynthSpec(num_users=300, num_items=80, num_events=8000))
 
 
 @pytest.fixture(scope="module")

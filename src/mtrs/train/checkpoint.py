@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from mtrs.errors import MtrsUserError
 from mtrs.outdir import CHECKPOINT_MARKER as MARKER
+from mtrs.outdir import fsync, fsync_tree
 
 FORMAT = "mtrs.checkpoint/1"
 # Settings that change neither the training nor its result: a resume may differ in them.
@@ -166,14 +167,6 @@ def _cpu(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 def _take(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Checkpoints:
@@ -309,13 +302,11 @@ class Checkpoints:
             }
             # NaN metrics (undefined on a split) and -inf survive: Python's JSON reads them back.
             (tmp / "state.json").write_text(json.dumps(doc), encoding="utf-8")
-            for p in tmp.iterdir():
-                _fsync(p)
-            _fsync(tmp)
+            fsync_tree(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync(self.directory)
+            fsync(self.directory)
             self._prune()
         self._sync()
         return final

@@ -7,8 +7,8 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -63,17 +63,6 @@ class BatchStream(Protocol):
 
 EpochCallback = Callable[["Trainer", EpochRecord], None]
 StepCallback = Callable[["Trainer", dict[str, Tensor]], None]
-
-
-def _record_dict(rec: EpochRecord) -> dict[str, object]:
-    return {
-        "epoch": rec.epoch, "train_loss": rec.train_loss, "valid": rec.valid,
-        "weights": rec.weights, "seconds": rec.seconds, "extra": rec.extra,
-    }  # fmt: skip
-
-
-def _record(doc: dict[str, Any]) -> EpochRecord:
-    return EpochRecord(**doc)
 
 
 def seed_everything(seed: int) -> None:
@@ -415,8 +404,7 @@ class Trainer:
         if checkpoints is not None and latest is not None:
             self._restore(checkpoints.load(latest))
         loop = self.loop
-        history = [_record(r) for r in loop.history]
-        start = time.perf_counter() - sum(r.seconds for r in history) - loop.epoch_seconds
+        start = time.perf_counter() - sum(r["seconds"] for r in loop.history) - loop.epoch_seconds
         monitor = self.monitor if valid is not None else None
         columns = [
             TextColumn("{task.description}"),
@@ -441,8 +429,7 @@ class Trainer:
                 )  # fmt: skip
                 for cb in self.epoch_callbacks:
                     cb(self, rec)
-                history.append(rec)
-                loop.history.append(_record_dict(rec))
+                loop.history.append(asdict(rec))
                 if monitor is None:
                     loop.best_epoch, loop.best_valid = epoch, metrics
                 else:
@@ -459,6 +446,7 @@ class Trainer:
                 if self.checkpoints is not None:
                     self._epoch_start = time.perf_counter()
                     self._save_checkpoint()
+        history = [EpochRecord(**r) for r in loop.history]
         best_epoch, best_valid = loop.best_epoch, loop.best_valid
         warnings = []
         if monitor is not None and self.best_state is None and history:
