@@ -37,20 +37,55 @@ class BaselineResult:
     test: dict[str, float]
 
 
-def _matrix(setup: RankingSetup) -> Any:
-    users, items = setup.interactions()
-    return interaction_matrix(
-        users, items, len(setup.catalog.user_ids), len(setup.catalog.item_ids)
-    )
+@dataclass(frozen=True)
+class _Inputs:
+    """What a baseline reads from a ranking setup, users and items in raw-id order.
 
+    Catalog positions follow each run's vocabularies, which also hold the sampled negatives'
+    items, so two MovieLens seeds number the same movies differently. Renumbering users and
+    items by their raw ids makes the inputs — and the baselines' tie-breaks — identical for
+    identical interactions, so a repeated log is recognised and computed once.
+    """
 
-def _fingerprint(*setups: RankingSetup) -> str:
-    """A digest of what the baselines read (interactions, evaluated users, relevant items)."""
-    h = hashlib.sha256()
-    for s in setups:
-        for a in (*s.interactions(), s.rows, *s.relevant):
+    matrix: Any
+    rows: np.ndarray
+    exclude: np.ndarray
+    relevant: list[np.ndarray]
+
+    @classmethod
+    def of(cls, setup: RankingSetup) -> _Inputs:
+        user_pos = _raw_order(setup.catalog.user_ids)
+        item_pos = _raw_order(setup.catalog.item_ids)
+        users, items = setup.interactions()
+        matrix = interaction_matrix(user_pos[users], item_pos[items], len(user_pos), len(item_pos))
+        seen = setup.seen_mask()
+        exclude = np.empty_like(seen)
+        exclude[:, item_pos] = seen
+        relevant = [np.sort(item_pos[r]) for r in setup.relevant]
+        return cls(matrix, user_pos[setup.rows], exclude, relevant)
+
+    def digest(self, h: Any) -> None:
+        m = self.matrix.tocsr(copy=True)
+        m.sort_indices()
+        for a in (m.indptr, m.indices, m.data, self.rows, *self.relevant):
             h.update(np.ascontiguousarray(a).tobytes())
             h.update(b"|")
+
+
+def _raw_order(ids: Sequence[Any]) -> np.ndarray:
+    """Position of each catalog entry when the entries are sorted by raw id."""
+    keys = np.asarray([str(i) for i in ids], dtype=object)
+    order = np.argsort(keys, kind="stable")
+    pos = np.empty(len(keys), dtype=np.int64)
+    pos[order] = np.arange(len(keys))
+    return pos
+
+
+def _fingerprint(*inputs: _Inputs) -> str:
+    """A digest of what the baselines read (interactions, evaluated users, relevant items)."""
+    h = hashlib.sha256()
+    for x in inputs:
+        x.digest(h)
     return h.hexdigest()
 
 
@@ -80,18 +115,15 @@ class BaselineRunner:
     ) -> list[BaselineResult]:
         """Tune each baseline on the validation period of ``prepared``, score it on ``test``."""
         valid = valid or ranking_setup(prepared, period=VALID)
-        key = _fingerprint(valid, test)
+        v, t = _Inputs.of(valid), _Inputs.of(test)
+        key = _fingerprint(v, t)
         if key in self.cache:
             return self.cache[key]
-        v_matrix, t_matrix = _matrix(valid), _matrix(test)
-        v_exclude, t_exclude = valid.seen_mask(), test.seen_mask()
         out = []
         for name in self.names:
-            sel = select(
-                name, v_matrix, valid.rows, v_exclude, valid.relevant, self.ks, self.metric
-            )
-            model = make_baseline(name, **sel.best).fit(t_matrix)
-            metrics = rank_metrics(model.scores(test.rows), t_exclude, test.relevant, self.ks)
+            sel = select(name, v.matrix, v.rows, v.exclude, v.relevant, self.ks, self.metric)
+            model = make_baseline(name, **sel.best).fit(t.matrix)
+            metrics = rank_metrics(model.scores(t.rows), t.exclude, t.relevant, self.ks)
             out.append(BaselineResult(name, sel.best, sel.best_metrics, metrics))
         self.cache[key] = out
         return out
