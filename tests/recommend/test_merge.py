@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from mtrs.recommend.merge import (
     MERGERS,
+    ScoreFusion,
     merge,
     ranks,
     reciprocal_rank_fusion,
@@ -61,6 +62,26 @@ def test_rrf_batched_over_users() -> None:
     scores = {"a": np.array([[0.1, 0.9], [0.8, 0.3]])}
     # rows rank independently: row 0 ranks [2, 1], row 1 ranks [1, 2].
     np.testing.assert_allclose(reciprocal_rank_fusion(scores, {}, k=0.0), [[0.5, 1.0], [1.0, 0.5]])
+
+
+def test_score_fusion_reuses_ranks_and_logs_exactly() -> None:
+    # Ranks of click [0.5, 0.2, 0.9] are [2, 3, 1], of buy [0.1, 0.5, 0.2] are [3, 1, 2]:
+    # RRF with k = 1 and weights 1, 2 is [1/3 + 2/4, 1/4 + 2/2, 1/2 + 2/3].
+    fusion = ScoreFusion(PROBS)
+    np.testing.assert_allclose(fusion.rrf(WEIGHTS, 1.0), [1 / 3 + 0.5, 0.25 + 1.0, 0.5 + 2 / 3])
+    rng = np.random.default_rng(0)
+    scores = {t: rng.random((4, 9)) for t in ("a", "b", "c")}
+    scores["a"][0, 3] = np.nan
+    fusion = ScoreFusion(scores)
+    for weights in ({"a": 1.0}, {"a": 1.0, "b": 0.25}, {"a": 0.5, "b": 4.0, "c": 1.0}):
+        for strategy in MERGERS:
+            # The same operations as the one-shot functions: bit-for-bit equal, cache or not.
+            np.testing.assert_array_equal(
+                fusion.merge(strategy, weights, 5.0), merge(strategy, scores, weights, 5.0)
+            )
+    assert set(fusion._ranks) == {"a", "b", "c"} and set(fusion._logs) == {"a", "b", "c"}
+    with pytest.raises(ValueError, match="Unknown merge strategy"):
+        fusion.merge("max", {"a": 1.0})
 
 
 def test_merge_registry_and_weights() -> None:

@@ -24,7 +24,7 @@ from mtrs.eval.ranking import rank_metrics
 from mtrs.experiments.ranking import list_scores, ranking_setup
 from mtrs.outdir import rewrite
 from mtrs.prepare import prepare
-from mtrs.recommend.merge import merge
+from mtrs.recommend.merge import ScoreFusion
 
 STRATEGIES = ("weighted_sum", "weighted_product", "rrf")
 RELATIVE_WEIGHTS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -83,11 +83,12 @@ def fit_merge(
     sign = 1.0 if is_higher_better(metric) else -1.0
     tried: list[tuple[str, dict[str, float], float]] = []
     cache: dict[tuple[str, tuple[tuple[str, float], ...]], dict[str, float]] = {}
+    fusion = ScoreFusion(scores)
 
     def evaluate(strategy: str, weights: dict[str, float]) -> float:
         key = (strategy, tuple(sorted(weights.items())))
         if key not in cache:
-            merged = merge(strategy, scores, weights, rrf_k=rrf_k)
+            merged = fusion.merge(strategy, weights, rrf_k)
             cache[key] = rank_metrics(merged, exclude, relevant, ks)
             if metric not in cache[key]:
                 raise ValueError(f"fit_merge: metric '{metric}' is not computed for ks={ks}")

@@ -18,7 +18,7 @@ from mtrs.eval.ranking import rank_metrics
 from mtrs.job import Job
 from mtrs.prepare import Prepared, prepare
 from mtrs.recommend.catalog import Catalog, build_catalog
-from mtrs.recommend.merge import merge
+from mtrs.recommend.merge import ScoreFusion
 from mtrs.recommend.recommender import Recommender
 
 POPULARITY = "popularity"
@@ -123,7 +123,7 @@ def catalog_positions(ids: list[str], values: pd.Series) -> np.ndarray:
 def list_scores(rec: Recommender, setup: RankingSetup) -> dict[str, np.ndarray]:
     """Every list task's score of every (evaluated user, catalog item), NaN where excluded.
 
-    Scores come from :meth:`Recommender.score`, one batched pass per user over the items the
+    Scores come from :meth:`Recommender.predict`, one batched pass per user over the items the
     user had not interacted with before the period.
 
     Shape:
@@ -134,7 +134,7 @@ def list_scores(rec: Recommender, setup: RankingSetup) -> dict[str, np.ndarray]:
     exclude = setup.seen_mask()
     for u, row in enumerate(setup.rows):
         cand = np.flatnonzero(~exclude[u])
-        scores, _ = rec.score(int(row), cand)
+        scores = rec.predict(int(row), cand)
         for t in rec.list_tasks:
             mats[t][u, cand] = scores[t]
     return mats
@@ -200,8 +200,9 @@ def evaluate_lists(
     """
     exclude = setup.seen_mask()
     out = {t: rank_metrics(m, exclude, setup.relevant, ks) for t, m in mats.items()}
+    fusion = ScoreFusion(mats)
     for name, (strategy, weights) in merges.items():
-        merged = merge(strategy, mats, dict(weights), rrf_k=rrf_k)
+        merged = fusion.merge(strategy, dict(weights), rrf_k)
         out[name] = rank_metrics(merged, exclude, setup.relevant, ks)
     return out
 

@@ -10,6 +10,7 @@ import numpy as np
 __all__ = [
     "MERGERS",
     "Merger",
+    "ScoreFusion",
     "check_weights",
     "merge",
     "ranks",
@@ -178,11 +179,7 @@ def weighted_product(probs: Mapping[str, np.ndarray], weights: Mapping[str, floa
     Shape:
         each p_t: [...]; output: same.
     """
-    active = _active_weights(probs, weights)
-    log_score = np.zeros(np.shape(probs[next(iter(active))]), dtype=np.float64)
-    for task, w in active.items():
-        log_score += w * np.log(np.clip(np.asarray(probs[task], dtype=np.float64), _LOG_EPS, 1.0))
-    return np.exp(log_score)
+    return ScoreFusion(probs).weighted_product(weights)
 
 
 def reciprocal_rank_fusion(
@@ -210,11 +207,61 @@ def reciprocal_rank_fusion(
     Shape:
         each score: [..., N]; output: [..., N].
     """
-    active = _active_weights(scores, weights)
-    out = np.zeros(np.shape(scores[next(iter(active))]), dtype=np.float64)
-    for task, w in active.items():
-        out += w / (k + ranks(scores[task]))
-    return out
+    return ScoreFusion(scores).rrf(weights, k)
+
+
+class ScoreFusion:
+    """The merges of one set of per-task scores, each task's ranks and logs computed once.
+
+    :func:`weighted_product` and :func:`reciprocal_rank_fusion` are this class on fresh
+    scores; a search over weights (:func:`mtrs.experiments.merge_fit.fit_merge`) keeps one
+    instance, so the per-task sorts (RRF) and logarithms (product) are not redone for every
+    candidate weighting. Results equal those functions' exactly (the same operations in the
+    same order).
+
+    Args:
+        scores: Per-task scores (probabilities for the product), keyed by task name.
+    """
+
+    def __init__(self, scores: Mapping[str, np.ndarray]) -> None:
+        self.scores = scores
+        self._ranks: dict[str, np.ndarray] = {}
+        self._logs: dict[str, np.ndarray] = {}
+
+    def _log(self, task: str) -> np.ndarray:
+        if task not in self._logs:
+            p = np.asarray(self.scores[task], dtype=np.float64)
+            self._logs[task] = np.log(np.clip(p, _LOG_EPS, 1.0))
+        return self._logs[task]
+
+    def _rank(self, task: str) -> np.ndarray:
+        if task not in self._ranks:
+            self._ranks[task] = ranks(self.scores[task])
+        return self._ranks[task]
+
+    def weighted_product(self, weights: Mapping[str, float]) -> np.ndarray:
+        """See :func:`weighted_product`."""
+        active = _active_weights(self.scores, weights)
+        log_score = np.zeros(np.shape(self.scores[next(iter(active))]), dtype=np.float64)
+        for task, w in active.items():
+            log_score += w * self._log(task)
+        return np.exp(log_score)
+
+    def rrf(self, weights: Mapping[str, float], k: float = 60.0) -> np.ndarray:
+        """See :func:`reciprocal_rank_fusion`."""
+        active = _active_weights(self.scores, weights)
+        out = np.zeros(np.shape(self.scores[next(iter(active))]), dtype=np.float64)
+        for task, w in active.items():
+            out += w / (k + self._rank(task))
+        return out
+
+    def merge(self, strategy: str, weights: Mapping[str, float], rrf_k: float = 60.0) -> np.ndarray:
+        """See :func:`merge`."""
+        if strategy == "weighted_product":
+            return self.weighted_product(weights)
+        if strategy == "rrf":
+            return self.rrf(weights, rrf_k)
+        return merge(strategy, self.scores, weights, rrf_k)
 
 
 class Merger(Protocol):
