@@ -157,26 +157,39 @@ class BenchmarkRuns:
         return movielens_config(arch, seed, self.epochs, self.negatives)
 
     def score(self, job: Job, seed: int) -> Scored:
-        """Rank the test period with the merge fitted on the validation period."""
+        """Rank the test period with the merge fitted on the validation period.
+
+        The notes hold the fitted merge and the wall seconds of each phase: ``list_scores``
+        (both periods), ``fit_merge`` and ``ranking`` (the test period's metrics).
+        """
         test, valid = self.setups(seed)
+        t0 = time.perf_counter()
         rec = job.recommender(valid.catalog)
         probability = [t for t in rec.list_tasks if job.tasks.is_probability(t)]
+        valid_scores = list_scores(rec, valid)
+        t1 = time.perf_counter()
         fit = fit_merge(
-            list_scores(rec, valid), valid.seen_mask(), valid.relevant, probability,
-            RANKING_KS, rrf_k=rec.cfg.rrf_k,
+            valid_scores, valid.seen_mask(), valid.relevant, probability, RANKING_KS,
+            rrf_k=rec.cfg.rrf_k,
         )  # fmt: skip
+        t2 = time.perf_counter()
         merge = {
             "architecture": job.cfg.model.architecture, "seed": seed,
             "strategy": fit.strategy, "weights": fit.weights, "valid": fit.metrics,
         }  # fmt: skip
         rec = job.recommender(test.catalog)
         fixed = (rec.cfg.merge, default_weights(rec))
+        test_scores = list_scores(rec, test)
+        t3 = time.perf_counter()
         metrics = evaluate_lists(
-            list_scores(rec, test), test,
-            {MERGED: (fit.strategy, fit.weights), CONFIG_MERGE: fixed}, RANKING_KS,
-            rec.cfg.rrf_k,
+            test_scores, test, {MERGED: (fit.strategy, fit.weights), CONFIG_MERGE: fixed},
+            RANKING_KS, rec.cfg.rrf_k,
         )  # fmt: skip
-        return Scored(metrics, {"merge": merge})
+        seconds = {
+            "list_scores": t1 - t0 + t3 - t2, "fit_merge": t2 - t1,
+            "ranking": time.perf_counter() - t3,
+        }  # fmt: skip
+        return Scored(metrics, {"merge": merge, "seconds": seconds})
 
 
 def run_benchmark(
