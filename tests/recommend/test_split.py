@@ -235,3 +235,68 @@ def test_a_user_side_given_as_input_is_scored_too() -> None:
     want = rec.predict(3, np.arange(N_ITEMS))
     for name in want:
         np.testing.assert_array_equal(got[name], want[name])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_several_users_scored_together_get_their_own_scores(case: str) -> None:
+    """predict_many (every user's rows through shared passes) equals the plain path per user,
+    with users of different candidate counts, one with none, and chunks that span users."""
+    rec = _recommender(*CASES[case])
+    g = np.random.default_rng(3)
+    users = [0, 3, 5, 1, 2]
+    cands = [
+        g.integers(0, N_ITEMS, 11),
+        np.arange(N_ITEMS),
+        np.zeros(0, dtype=np.int64),
+        g.integers(0, N_ITEMS, 1),
+        g.integers(0, N_ITEMS, 23),
+    ]
+    rec.cfg.chunk_size = 16  # chunks hold the rows of two and three users
+    got = rec.predict_many(users, cands)
+    assert len(got) == len(users)
+    for u, cand, scores in zip(users, cands, got, strict=True):
+        want = _plain(rec, u, cand)
+        assert set(scores) == set(want)
+        for name in want:
+            assert scores[name].shape == want[name].shape == (len(cand), *want[name].shape[1:])
+            np.testing.assert_allclose(
+                scores[name], want[name], atol=1e-6, rtol=1e-5, err_msg=f"{case} user {u}"
+            )
+
+
+def test_recommend_many_answers_each_request_as_recommend_does() -> None:
+    from mtrs.errors import MtrsUserError
+    from mtrs.recommend.recommender import RecommendRequest
+
+    rec = _recommender("mmoe", ("din",))
+    requests = [
+        RecommendRequest("u1", 5),
+        RecommendRequest("u4", 3, candidates=["i3", "i9", "i12", "i0"]),
+        RecommendRequest("stranger", 4),  # unknown user: popularity
+        RecommendRequest("u2", 5, weights={"no_such_task": 1.0}),  # a bad request
+        RecommendRequest("u2", 7, strategy="rrf"),
+    ]
+    out = rec.recommend_many(requests)
+    assert len(out) == len(requests)
+    bad = out[3]
+    assert isinstance(bad, MtrsUserError) and "no_such_task" in str(bad)
+    with pytest.raises(MtrsUserError, match="no_such_task"):
+        rec.recommend("u2", 5, weights={"no_such_task": 1.0})
+    for i in (0, 1, 2, 4):
+        r = requests[i]
+        alone = rec.recommend(r.user_id, r.k, r.strategy, r.weights, r.candidates)
+        together = out[i]
+        assert not isinstance(together, MtrsUserError)
+        assert together.known_user == alone.known_user == (r.user_id != "stranger")
+        for name, items in alone.lists.items():
+            assert [x.item for x in together.lists[name]] == [x.item for x in items]
+            np.testing.assert_allclose(
+                [x.score or x.popularity for x in together.lists[name]],
+                [x.score or x.popularity for x in items],
+                rtol=1e-5,
+            )
+        assert [x.item for x in together.merged] == [x.item for x in alone.merged]
+        assert together.profile.keys() == alone.profile.keys()
+    first = out[1]
+    assert not isinstance(first, MtrsUserError) and len(first.merged) == 3
+    assert {x.item for x in first.merged} <= set(requests[1].candidates or [])

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from mtrs.artifact import load_model
 from mtrs.data.processor import HistoryInput
+from mtrs.errors import MtrsUserError
 from mtrs.eval.evaluator import predict
 from mtrs.jsonio import json_safe
 from mtrs.recommend.recommender import Recommendation, Recommender
@@ -459,13 +460,16 @@ def test_a_request_in_flight_finishes_on_the_old_model(
 
     old = current(app)
     new = load_served(models.b)
-    real = type(old.scorer).recommend
+    real = type(old.scorer).recommend_many
 
-    def swapped_mid_request(self: Recommender, *args: Any, **kwargs: Any) -> Recommendation:
+    def swapped_mid_request(
+        self: Recommender, *args: Any, **kwargs: Any
+    ) -> list[Recommendation | MtrsUserError]:
         app.state.holder.swap(new)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(old.scorer), "recommend", swapped_mid_request)
+    # The service scores /v1/recommend through recommend_many (its batcher).
+    monkeypatch.setattr(type(old.scorer), "recommend_many", swapped_mid_request)
     user = _busy_user(models)
     body = client.post("/v1/recommend", json={"user_id": user, "k": 3}).json()
     monkeypatch.undo()

@@ -29,6 +29,13 @@ def serve(
         int | None, typer.Option(help="Torch intra-op threads (default: torch's).")
     ] = None,
     backend: Annotated[str, typer.Option(help="Scoring backend: torch | onnx.")] = "torch",
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            help="Most /v1/recommend requests scored in one pass (requests that wait while "
+            "the model is busy are scored together; 1: one at a time)."
+        ),
+    ] = 32,
 ) -> None:
     """Serve recommendations over HTTP: /v1/recommend, /v1/score, /v1/events, /docs."""
     from mtrs.serve.backend import BACKENDS
@@ -37,6 +44,8 @@ def serve(
         raise MtrsUserError(f"--backend: unknown backend '{backend}' ({', '.join(BACKENDS)})")
     if threads is not None and threads < 1:
         raise MtrsUserError("--threads: must be at least 1")
+    if max_batch < 1:
+        raise MtrsUserError("--max-batch: must be at least 1")
     if not 0 <= port <= 65535:
         raise MtrsUserError(f"--port: {port} is not a port (0 to 65535)")
     _require_serve_extra()
@@ -47,7 +56,7 @@ def serve(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    app = create_app(model_dir, backend=backend)
+    app = create_app(model_dir, backend=backend, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

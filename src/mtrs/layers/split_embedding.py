@@ -194,3 +194,59 @@ class SplitEmbedding(nn.Module):
                 late.append((p * q).sum(-1, keepdim=True))
         x[:, self.late_cols] = torch.cat(late, dim=1)
         return x
+
+    def forward_many(
+        self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
+    ) -> Tensor:
+        """:meth:`forward` for several users at once: their candidates' rows back to back.
+
+        Args:
+            items: The item side of every row (the first ``spans[0]`` rows are the first
+                user's candidates, the next ``spans[1]`` the second's, …).
+            users: One user side per user (each what :meth:`user_side` gives).
+            spans: How many rows each user has, in order (``sum(spans)`` rows in all).
+
+        Returns:
+            x [sum(spans), d]: per user, the values :meth:`forward` gives its rows.
+        """
+        if len(users) == 1:
+            return self(items, users[0])
+        counts = torch.tensor(spans)
+        owner = torch.repeat_interleave(torch.arange(len(users)), counts)
+        x = items["x"] + torch.cat([u["x"] for u in users]).index_select(0, owner)
+        n = x.shape[0]
+        bounds = [0, *torch.cumsum(counts, 0).tolist()]
+        pooled = []
+        for a in self.attended:
+            attn = self._attention(a)
+            query = items[f"query.{a}"]
+            p = torch.cat(
+                [
+                    attn.pool_folded(
+                        query[lo:hi],
+                        u[f"weight.{a}"],
+                        u[f"bias.{a}"],
+                        u[f"seq.{a}"],
+                        u[f"mask.{a}"],
+                    )
+                    for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True)
+                ]
+            )
+            start, stop = self.spans[a]
+            x[:, start:stop] = p
+            pooled.append(p)
+        if not self.use_dots or not len(self.late_cols):
+            return x
+        # Each row's user dot-field vectors [N, n_u, D]: the products of forward, batched.
+        item_e = items["dots"]
+        user_e = torch.stack([u["dots"] for u in users]).index_select(0, owner)
+        late = [torch.bmm(item_e, user_e.transpose(1, 2)).reshape(n, -1)]
+        names = self.embedding.dot_fields
+        cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
+        for j, p in enumerate(cand):
+            late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
+            late.append(torch.bmm(user_e, p.unsqueeze(-1)).squeeze(-1))
+            for q in cand[j + 1 :]:
+                late.append((p * q).sum(-1, keepdim=True))
+        x[:, self.late_cols] = torch.cat(late, dim=1)
+        return x

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +21,12 @@ from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import USER_SIDE
 from mtrs.recommend.catalog import Catalog
 from mtrs.recommend.merge import check_weights, merge, top_k
-from mtrs.recommend.split import SplitPredictor, SplitScorer, supports_split
+from mtrs.recommend.split import (
+    BatchedSplitPredictor,
+    SplitPredictor,
+    SplitScorer,
+    supports_split,
+)
 from mtrs.tasks.taskset import TaskSet
 
 POPULARITY = "popularity"
@@ -109,6 +114,34 @@ class Recommendation:
             "merge": {"strategy": self.strategy, "weights": self.weights},
             "profile": self.profile,
         }
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """The arguments of one :meth:`Recommender.recommend` call (see there)."""
+
+    user_id: str
+    k: int | None = None
+    strategy: str | None = None
+    weights: dict[str, float] | None = None
+    candidates: list[str] | None = None
+    exclude_seen: bool | None = None
+    user: UserInput | None = None
+    context: Batch | None = None
+
+
+@dataclass
+class _Prepared:
+    """A checked request: its settings resolved, its candidates, later its scores."""
+
+    request: RecommendRequest
+    k: int
+    strategy: str
+    weights: dict[str, float]
+    given: UserInput | None
+    cand: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 class Recommender:
@@ -296,7 +329,6 @@ class Recommender:
             return user.features
         return self.catalog.users.take(slice(user, user + 1))
 
-    @torch.no_grad()
     def predict(
         self,
         user: int | UserInput,
@@ -316,27 +348,84 @@ class Recommender:
         Returns:
             Predictions per task, in candidate order.
         """
+        return self.predict_many([user], [candidates], [context], tasks)[0]
+
+    @torch.no_grad()
+    def predict_many(
+        self,
+        users: Sequence[int | UserInput],
+        candidates: Sequence[np.ndarray],
+        contexts: Sequence[Batch | None] | None = None,
+        tasks: list[str] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """:meth:`predict` for several users, their candidates scored in shared passes.
+
+        The candidate rows of all users go back to back through the layers in chunks of
+        ``recommend.chunk_size`` rows, so a chunk may hold several users' rows (the split
+        scorer's :meth:`~mtrs.recommend.split.SplitScorer.candidates_many`): the per-pass
+        work is shared. Each user's values are those :meth:`predict` gives it alone.
+
+        Args:
+            users: Catalog user rows or users' inputs.
+            candidates: Each user's candidate item positions.
+            contexts: Each user's one-row context batch (None: the catalog's default).
+            tasks: The tasks and relations wanted (default: every list task).
+
+        Returns:
+            One dict of predictions per user, in candidate order.
+        """
         names = self.list_tasks if tasks is None else tasks
-        feats = self._user(user)
-        ctx = self.catalog.context if context is None else context
+        ctxs = list(contexts) if contexts is not None else [None] * len(users)
+        cands = [torch.from_numpy(np.asarray(c).astype(np.int64)) for c in candidates]
+        feats = [self._user(u) for u in users]
+        ctx = [self.catalog.context if c is None else c for c in ctxs]
+        spans = [len(c) for c in cands]
+        bounds = np.concatenate([[0], np.cumsum(spans)]).astype(int)
+        rows = torch.cat(cands) if cands else torch.zeros(0, dtype=torch.long)
         parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
-        chunk = self.cfg.chunk_size
-        cand_t = torch.from_numpy(candidates.astype(np.int64))
         split = self.split
-        if split is not None and len(cand_t):
+        batched = isinstance(split, BatchedSplitPredictor)
+        if split is not None and len(rows):
             items = self.item_side()
-            side = split.user_side(self._assemble(feats, ctx, cand_t[:1]))
-        for start in range(0, len(cand_t), chunk):
-            rows = cand_t[start : start + chunk]
+            sides = [
+                split.user_side(self._assemble(f, c, r[:1])) if len(r) else {}
+                for f, c, r in zip(feats, ctx, cands, strict=True)
+            ]
+        chunk = self.cfg.chunk_size
+        # Each chunk: rows [lo, hi) of the concatenation; a user's rows never mix with
+        # another's unless the backend scores users together (batched).
+        starts = (
+            range(0, len(rows), chunk)
+            if batched
+            else [s for u in range(len(cands)) for s in range(bounds[u], bounds[u + 1], chunk)]
+        )
+        for lo in starts:
+            hi = min(lo + chunk, len(rows))
+            if not batched:
+                hi = min(hi, int(bounds[np.searchsorted(bounds, lo, side="right")]))
+            owners = [
+                u for u in range(len(cands)) if bounds[u] < hi and bounds[u + 1] > lo and spans[u]
+            ]
+            chunk_rows = rows[lo:hi]
             if split is not None:
-                preds = split.candidates(
-                    {k: v.index_select(0, rows) for k, v in items.items()}, side
-                )
+                selected = {k: v.index_select(0, chunk_rows) for k, v in items.items()}
+                if isinstance(split, BatchedSplitPredictor):
+                    counts = [min(hi, bounds[u + 1]) - max(lo, bounds[u]) for u in owners]
+                    preds = split.candidates_many(
+                        selected, [sides[u] for u in owners], [int(c) for c in counts]
+                    )
+                else:
+                    preds = split.candidates(selected, sides[owners[0]])
             else:
-                preds = self.predictor(self._assemble(feats, ctx, rows), False)
+                u = owners[0]
+                preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
             for name in names:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
-        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+        whole = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+        return [
+            {k: v[int(bounds[u]) : int(bounds[u + 1])] for k, v in whole.items()}
+            for u in range(len(cands))
+        ]
 
     def _cache_key(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
         # The objects themselves (compared by identity, and kept alive by the cache, so a
@@ -388,19 +477,30 @@ class Recommender:
         """
         return self.predict(user, candidates, context), self.profile(user, context)
 
-    @torch.no_grad()
     def profile(self, user: int | UserInput, context: Batch | None = None) -> dict[str, Any]:
         """The user-scoped tasks' predictions (the user's predicted profile)."""
-        if not self.tasks.user_tasks:
-            return {}
-        ctx = self.catalog.context if context is None else context
-        batch = self._assemble(self._user(user), ctx, torch.zeros(1, dtype=torch.long))
-        return self._profile(self.predictor(batch, True))
+        return self.profile_many([user], [context])[0]
 
-    def _profile(self, probs: dict[str, Tensor]) -> dict[str, Any]:
+    @torch.no_grad()
+    def profile_many(
+        self, users: Sequence[int | UserInput], contexts: Sequence[Batch | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """:meth:`profile` of several users in one pass (one row each)."""
+        if not self.tasks.user_tasks or not users:
+            return [{} for _ in users]
+        ctxs = list(contexts) if contexts is not None else [None] * len(users)
+        zero = torch.zeros(1, dtype=torch.long)
+        rows = [
+            self._assemble(self._user(u), self.catalog.context if c is None else c, zero)
+            for u, c in zip(users, ctxs, strict=True)
+        ]
+        probs = self.predictor(rows[0] if len(rows) == 1 else Batch.concat(rows), True)
+        return [self._profile(probs, i) for i in range(len(rows))]
+
+    def _profile(self, probs: dict[str, Tensor], row: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for t in self.tasks.user_tasks:
-            p = probs[t.name][0]
+            p = probs[t.name][row]
             if t.encoding.classes is not None:
                 values = p.tolist()
                 out[t.name] = dict(zip(t.encoding.classes, values, strict=True))
@@ -438,9 +538,54 @@ class Recommender:
         Raises:
             MtrsUserError: Unknown task in weights, unknown candidate item or strategy.
         """
-        k = k or self.cfg.k
-        strategy = strategy or self.cfg.merge
-        weights = dict(weights if weights is not None else self.cfg.weights)
+        request = RecommendRequest(
+            user_id, k, strategy, weights, candidates, exclude_seen, user, context
+        )
+        out = self.recommend_many([request])[0]
+        if isinstance(out, MtrsUserError):
+            raise out
+        return out
+
+    def recommend_many(
+        self, requests: Sequence[RecommendRequest]
+    ) -> list[Recommendation | MtrsUserError]:
+        """:meth:`recommend` for several requests, the known users scored together.
+
+        The model work of all requests is shared (:meth:`predict_many`,
+        :meth:`profile_many`); each answer is the one :meth:`recommend` gives alone.
+
+        Returns:
+            Per request, in order, its recommendation, or the user error that
+            :meth:`recommend` would raise for it (a bad request does not fail the others).
+        """
+        prepared: list[_Prepared | MtrsUserError] = []
+        for r in requests:
+            try:
+                prepared.append(self._prepare(r))
+            except MtrsUserError as err:
+                prepared.append(err)
+        scored = [p for p in prepared if isinstance(p, _Prepared) and p.given is not None]
+        preds = self.predict_many(
+            [p.given for p in scored if p.given is not None],
+            [p.cand for p in scored],
+            [p.request.context for p in scored],
+        )
+        profiles = self.profile_many(
+            [p.given for p in scored if p.given is not None], [p.request.context for p in scored]
+        )
+        for p, scores, prof in zip(scored, preds, profiles, strict=True):
+            p.scores, p.profile = scores, prof
+        out: list[Recommendation | MtrsUserError] = []
+        for q in prepared:
+            try:
+                out.append(q if isinstance(q, MtrsUserError) else self._finish(q))
+            except MtrsUserError as err:
+                out.append(err)
+        return out
+
+    def _prepare(self, r: RecommendRequest) -> _Prepared:
+        """A request's checked settings and candidates (before any scoring)."""
+        weights = dict(r.weights if r.weights is not None else self.cfg.weights)
         for name in weights:
             if name not in self.list_tasks:
                 raise MtrsUserError(
@@ -453,29 +598,40 @@ class Recommender:
             raise MtrsUserError(f"merge weights: {err}") from None
         if not weights:
             weights = {t: 1.0 for t in self.list_tasks if self.tasks.is_probability(t)}
-        given = user if user is not None else self.user_input(user_id)
-        exclude = self.cfg.exclude_seen if exclude_seen is None else exclude_seen
-        cand = self._candidates(given, candidates, exclude)
-        if given is None:
+        given = r.user if r.user is not None else self.user_input(r.user_id)
+        exclude = self.cfg.exclude_seen if r.exclude_seen is None else r.exclude_seen
+        cand = self._candidates(given, r.candidates, exclude)
+        return _Prepared(r, r.k or self.cfg.k, r.strategy or self.cfg.merge, weights, given, cand)
+
+    def _finish(self, p: _Prepared) -> Recommendation:
+        """The lists of a prepared (and, for a known user, scored) request."""
+        cand, strategy, weights = p.cand, p.strategy, p.weights
+        if p.given is None:
             # Unknown user: popularity, as shares of the training positives, not task scores.
             scores = {t: self.catalog.popularity_share(t)[cand] for t in self.list_tasks}
             merged_scores = self.catalog.popularity_share()[cand]
             profile: dict[str, Any] = {}
             strategy, weights = POPULARITY, {}
         else:
-            scores, profile = self.score(given, cand, context)
+            scores, profile = p.scores, p.profile
             try:
                 merged_scores = merge(strategy, scores, weights, rrf_k=self.cfg.rrf_k)
             except ValueError as err:
                 raise MtrsUserError(f"merge: {err}") from None
-        fallback = given is None
+        fallback = p.given is None
 
         def ranked(s: np.ndarray) -> list[RecommendedItem]:
-            return [self.item(int(cand[i]), float(s[i]), fallback) for i in top_k(s, k)]
+            return [self.item(int(cand[i]), float(s[i]), fallback) for i in top_k(s, p.k)]
 
         lists = {t: ranked(s) for t, s in scores.items()}
         return Recommendation(
-            str(user_id), not fallback, lists, ranked(merged_scores), strategy, weights, profile
+            str(p.request.user_id),
+            not fallback,
+            lists,
+            ranked(merged_scores),
+            strategy,
+            weights,
+            profile,
         )
 
     def item(self, position: int, value: float, popularity: bool = False) -> RecommendedItem:

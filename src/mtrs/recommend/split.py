@@ -46,6 +46,17 @@ class SplitPredictor(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchedSplitPredictor(SplitPredictor, Protocol):
+    """A split backend that also scores several users' candidates in one pass."""
+
+    def candidates_many(
+        self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
+    ) -> dict[str, Tensor]:
+        """Rows of the item side (``spans[i]`` rows per user, in order) → predictions."""
+        ...
+
+
 def _parts(model: nn.Module) -> list[MultiTaskModel]:
     if isinstance(model, HardParallelModel):
         return [p for p in model.parts.values() if isinstance(p, MultiTaskModel)]
@@ -114,3 +125,25 @@ class SplitScorer(nn.Module):
         """Event-task and relation predictions of the candidates (rows of the item side)."""
         out: dict[str, Tensor] = self(items, user)
         return out
+
+    def candidates_many(
+        self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
+    ) -> dict[str, Tensor]:
+        """:meth:`candidates` of several users in one pass through the layers.
+
+        Args:
+            items: The item side of every row: ``spans[0]`` rows of the first user's
+                candidates, then ``spans[1]`` of the second's, and so on.
+            users: One user side per user (:meth:`user_side`).
+            spans: Each user's number of rows.
+
+        Returns:
+            Predictions of every row, in row order (each user's values are those of
+            :meth:`candidates` on its own rows).
+        """
+        logits: dict[str, Tensor] = {}
+        for i, (model, split) in enumerate(zip(self.models, self.splits, strict=True)):
+            assert isinstance(model, MultiTaskModel) and isinstance(split, SplitEmbedding)
+            x = split.forward_many(self._of(i, items), [self._of(i, u) for u in users], spans)
+            logits.update(model.event_logits(x))
+        return self.tasks.predict(logits)

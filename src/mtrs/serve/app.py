@@ -7,11 +7,13 @@ body ``{"error": message, "field": the request field at fault}``; a 5xx is a bug
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +28,8 @@ try:  # the serve extra
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ModuleNotFoundError as err:
     raise MtrsUserError(f"mtrs serve needs {err.name}: pip install 'mtrs[serve]'") from None
-from mtrs.recommend.recommender import Recommender
+from mtrs.recommend.recommender import Recommender, RecommendRequest
+from mtrs.serve.batcher import DEFAULT_MAX_BATCH, RecommendBatcher
 from mtrs.serve.events import Event, EventStore, enters_history, serving_input
 from mtrs.serve.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from mtrs.serve.schemas import (
@@ -279,6 +282,7 @@ def create_app(
     admin_token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     events: EventStore | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> FastAPI:
     """The service of one model directory, loaded (and verified) here, once.
 
@@ -290,6 +294,8 @@ def create_app(
             variable ``MTRS_ADMIN_TOKEN``); unset or empty disables them.
         max_body_bytes: Larger request bodies are refused with 413 before parsing.
         events: Where served events are kept (default: a new bounded store).
+        max_batch: The most ``/v1/recommend`` requests scored in one pass (requests that
+            arrive while the model is busy wait and are scored together; 1 disables it).
 
     Raises:
         MtrsUserError: The model directory is missing or broken, or the backend unavailable.
@@ -298,7 +304,15 @@ def create_app(
     store = events if events is not None else EventStore()
     metrics = ServiceMetrics()
     token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV, "")
+    batcher = RecommendBatcher(max_batch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="mtrs recommendation service",
         version=__version__,
         description=(
@@ -309,6 +323,7 @@ def create_app(
     app.state.holder = holder
     app.state.events = store
     app.state.metrics = metrics
+    app.state.batcher = batcher
     errors: dict[int | str, dict[str, Any]] = {
         s: {"model": ErrorOut} for s in (400, 404, 409, 413, 422)
     }
@@ -407,7 +422,7 @@ def create_app(
         )
 
     @app.post("/v1/recommend", response_model=RecommendOut, responses=errors)
-    def recommend(body: RecommendIn) -> RecommendOut:
+    async def recommend(body: RecommendIn) -> RecommendOut:
         """Top-K lists per task, the merged list and the predicted profile of one user."""
         start = time.perf_counter()
         served = holder.current()
@@ -415,7 +430,7 @@ def create_app(
         user_id = body.user_id
         events = store.events(user_id)
         merge = body.merge or MergeIn()
-        rec = sc.recommend(
+        request = RecommendRequest(
             user_id,
             body.k,
             merge.strategy,
@@ -425,6 +440,8 @@ def create_app(
             user=serving_input(sc, user_id, events),
             context=_context(sc, body.context),
         )
+        # Scored on the batcher's thread, with the requests that wait alongside this one.
+        rec = await asyncio.wrap_future(batcher.submit(served, request))
         doc = rec.to_json()
         return RecommendOut(
             user_id=user_id,
