@@ -22,6 +22,8 @@ The sides are dicts of named tensors (what an exported graph takes and gives).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
@@ -167,38 +169,13 @@ class SplitEmbedding(nn.Module):
         return out
 
     def forward(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> Tensor:
-        x = items["x"] + user["x"]
-        n = x.shape[0]
-        pooled = []
-        for a in self.attended:
-            p = self._attention(a).pool_folded(
-                items[f"query.{a}"],
-                user[f"weight.{a}"],
-                user[f"bias.{a}"],
-                user[f"seq.{a}"],
-                user[f"mask.{a}"],
-            )
-            start, stop = self.spans[a]
-            x[:, start:stop] = p
-            pooled.append(p)
-        if not self.use_dots or not len(self.late_cols):
-            return x
-        item_e, user_e = items["dots"], user["dots"]  # [N, n_i, D], [n_u, D]
-        late = [torch.matmul(item_e, user_e.t()).reshape(n, -1)]
-        names = self.embedding.dot_fields
-        cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
-        for j, p in enumerate(cand):
-            late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
-            late.append(p @ user_e.t())
-            for q in cand[j + 1 :]:
-                late.append((p * q).sum(-1, keepdim=True))
-        x[:, self.late_cols] = torch.cat(late, dim=1)
-        return x
+        """Rows of the item side (one user's candidates) with that user's side → x [N, d]."""
+        return self.forward_many(items, [user], [items["x"].shape[0]])
 
     def forward_many(
         self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
     ) -> Tensor:
-        """:meth:`forward` for several users at once: their candidates' rows back to back.
+        """Several users' candidates at once: their rows back to back.
 
         Args:
             items: The item side of every row (the first ``spans[0]`` rows are the first
@@ -207,15 +184,21 @@ class SplitEmbedding(nn.Module):
             spans: How many rows each user has, in order (``sum(spans)`` rows in all).
 
         Returns:
-            x [sum(spans), d]: per user, the values :meth:`forward` gives its rows.
+            x [sum(spans), d]: per user, the values its rows get scored alone.
         """
-        if len(users) == 1:
-            return self(items, users[0])
-        counts = torch.tensor(spans)
-        owner = torch.repeat_interleave(torch.arange(len(users)), counts)
-        x = items["x"] + torch.cat([u["x"] for u in users]).index_select(0, owner)
+        if len(users) == 1:  # broadcast the one user's side (no per-row copies)
+            user_x, user_e = users[0]["x"], users[0].get("dots")  # [1, d], [n_u, D]
+        else:
+            owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
+            user_x = torch.cat([u["x"] for u in users]).index_select(0, owner)
+            user_e = (
+                torch.stack([u["dots"] for u in users]).index_select(0, owner)  # [N, n_u, D]
+                if self.use_dots
+                else None
+            )
+        x = items["x"] + user_x
         n = x.shape[0]
-        bounds = [0, *torch.cumsum(counts, 0).tolist()]
+        bounds = [0, *itertools.accumulate(spans)]
         pooled = []
         for a in self.attended:
             attn = self._attention(a)
@@ -237,15 +220,14 @@ class SplitEmbedding(nn.Module):
             pooled.append(p)
         if not self.use_dots or not len(self.late_cols):
             return x
-        # Each row's user dot-field vectors [N, n_u, D]: the products of forward, batched.
-        item_e = items["dots"]
-        user_e = torch.stack([u["dots"] for u in users]).index_select(0, owner)
-        late = [torch.bmm(item_e, user_e.transpose(1, 2)).reshape(n, -1)]
+        assert user_e is not None
+        item_e, user_t = items["dots"], user_e.transpose(-1, -2)  # [N, n_i, D], [(N,) D, n_u]
+        late = [torch.matmul(item_e, user_t).reshape(n, -1)]
         names = self.embedding.dot_fields
         cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
         for j, p in enumerate(cand):
             late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
-            late.append(torch.bmm(user_e, p.unsqueeze(-1)).squeeze(-1))
+            late.append(torch.matmul(p.unsqueeze(1), user_t).squeeze(1))
             for q in cand[j + 1 :]:
                 late.append((p * q).sum(-1, keepdim=True))
         x[:, self.late_cols] = torch.cat(late, dim=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -142,6 +143,29 @@ class _Prepared:
     cand: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+
+
+def _chunks(spans: list[int], size: int, together: bool) -> list[list[tuple[int, int, int]]]:
+    """Rows of users laid back to back (``spans[u]`` rows each), cut into chunks of at most
+    ``size`` rows: each chunk a list of ``(user, lo, hi)`` pieces of the concatenation. A chunk
+    holds several users' pieces only when ``together`` (a backend that scores users jointly).
+    """
+    chunks: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    filled = end = 0
+    for user, span in enumerate(spans):
+        lo, end = end, end + span
+        while lo < end:
+            hi = min(end, lo + size - filled)
+            current.append((user, lo, hi))
+            filled += hi - lo
+            lo = hi
+            if filled == size or not together:
+                chunks.append(current)
+                current, filled = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class Recommender:
@@ -380,7 +404,7 @@ class Recommender:
         feats = [self._user(u) for u in users]
         ctx = [self.catalog.context if c is None else c for c in ctxs]
         spans = [len(c) for c in cands]
-        bounds = np.concatenate([[0], np.cumsum(spans)]).astype(int)
+        bounds = [0, *itertools.accumulate(spans)]
         rows = torch.cat(cands) if cands else torch.zeros(0, dtype=torch.long)
         parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
         split = self.split
@@ -391,41 +415,25 @@ class Recommender:
                 split.user_side(self._assemble(f, c, r[:1])) if len(r) else {}
                 for f, c, r in zip(feats, ctx, cands, strict=True)
             ]
-        chunk = self.cfg.chunk_size
-        # Each chunk: rows [lo, hi) of the concatenation; a user's rows never mix with
-        # another's unless the backend scores users together (batched).
-        starts = (
-            range(0, len(rows), chunk)
-            if batched
-            else [s for u in range(len(cands)) for s in range(bounds[u], bounds[u + 1], chunk)]
-        )
-        for lo in starts:
-            hi = min(lo + chunk, len(rows))
-            if not batched:
-                hi = min(hi, int(bounds[np.searchsorted(bounds, lo, side="right")]))
-            owners = [
-                u for u in range(len(cands)) if bounds[u] < hi and bounds[u + 1] > lo and spans[u]
-            ]
-            chunk_rows = rows[lo:hi]
-            if split is not None:
+        for pieces in _chunks(spans, self.cfg.chunk_size, together=batched):
+            u = pieces[0][0]
+            chunk_rows = rows[pieces[0][1] : pieces[-1][2]]
+            if split is None:
+                preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
+            else:
                 selected = {k: v.index_select(0, chunk_rows) for k, v in items.items()}
-                if isinstance(split, BatchedSplitPredictor):
-                    counts = [min(hi, bounds[u + 1]) - max(lo, bounds[u]) for u in owners]
+                if isinstance(split, BatchedSplitPredictor) and len(pieces) > 1:
                     preds = split.candidates_many(
-                        selected, [sides[u] for u in owners], [int(c) for c in counts]
+                        selected,
+                        [sides[o] for o, _, _ in pieces],
+                        [hi - lo for _, lo, hi in pieces],
                     )
                 else:
-                    preds = split.candidates(selected, sides[owners[0]])
-            else:
-                u = owners[0]
-                preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
+                    preds = split.candidates(selected, sides[u])
             for name in names:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         whole = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-        return [
-            {k: v[int(bounds[u]) : int(bounds[u + 1])] for k, v in whole.items()}
-            for u in range(len(cands))
-        ]
+        return [{k: v[lo:hi] for k, v in whole.items()} for lo, hi in itertools.pairwise(bounds)]
 
     def _cache_key(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
         # The objects themselves (compared by identity, and kept alive by the cache, so a
@@ -565,14 +573,10 @@ class Recommender:
             except MtrsUserError as err:
                 prepared.append(err)
         scored = [p for p in prepared if isinstance(p, _Prepared) and p.given is not None]
-        preds = self.predict_many(
-            [p.given for p in scored if p.given is not None],
-            [p.cand for p in scored],
-            [p.request.context for p in scored],
-        )
-        profiles = self.profile_many(
-            [p.given for p in scored if p.given is not None], [p.request.context for p in scored]
-        )
+        givens = [p.given for p in scored if p.given is not None]  # all of them (for mypy)
+        contexts = [p.request.context for p in scored]
+        preds = self.predict_many(givens, [p.cand for p in scored], contexts)
+        profiles = self.profile_many(givens, contexts)
         for p, scores, prof in zip(scored, preds, profiles, strict=True):
             p.scores, p.profile = scores, prof
         out: list[Recommendation | MtrsUserError] = []
