@@ -203,18 +203,17 @@ class SplitEmbedding(nn.Module):
         for a in self.attended:
             attn = self._attention(a)
             query = items[f"query.{a}"]
-            p = torch.cat(
-                [
-                    attn.pool_folded(
-                        query[lo:hi],
-                        u[f"weight.{a}"],
-                        u[f"bias.{a}"],
-                        u[f"seq.{a}"],
-                        u[f"mask.{a}"],
-                    )
-                    for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True)
-                ]
-            )
+            per_user = [
+                attn.pool_folded(
+                    query[lo:hi],
+                    u[f"weight.{a}"],
+                    u[f"bias.{a}"],
+                    u[f"seq.{a}"],
+                    u[f"mask.{a}"],
+                )
+                for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True)
+            ]
+            p = per_user[0] if len(per_user) == 1 else torch.cat(per_user)
             start, stop = self.spans[a]
             x[:, start:stop] = p
             pooled.append(p)
