@@ -73,25 +73,34 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, batch: Batch, user_tasks: bool = True) -> ModelOutput:
         """Logits of every task; ``user_tasks=False`` skips the user-side pass (serving lists)."""
-        x = self.embedding(batch)
-        out = self.arch(x)
-        logits = {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
-        gates = dict(out.gates)
+        logits: dict[str, Tensor] = {}
+        gates: dict[str, Tensor] = {}
+        shared_loss = None
+        objective = self.objective if self.training else None
+        # Each pass runs only its own tasks' layers: the full rows feed the event tasks, the
+        # user side the user-scoped ones (a model of user tasks only skips the first pass
+        # unless its shared objective needs it).
+        if self.event_tasks or objective is not None:
+            x = self.embedding(batch)
+            out = self.arch(x, tasks=self.event_tasks)
+            logits = {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
+            gates = dict(out.gates)
+            if objective is not None:
+                shared_loss = objective(ObjectiveInput(x, out, self.arch, batch))
         if self.user_tasks and user_tasks:
             xu = self.embedding(batch, user_only=True)
-            ou = self.arch(xu, user_only=True)
+            ou = self.arch(xu, user_only=True, tasks=self.user_tasks)
             for t in self.user_tasks:
                 logits[t] = self.heads[t](ou.tasks[t])
                 if t in ou.gates:
                     gates[t] = ou.gates[t]
-        shared_loss = None
-        if self.objective is not None and self.training:
-            shared_loss = self.objective(ObjectiveInput(x, out, self.arch, batch))
         return ModelOutput(logits, shared_loss, gates)
 
     def event_logits(self, x: Tensor) -> dict[str, Tensor]:
         """The event tasks' logits of an embedded input (what :meth:`forward` gives them)."""
-        out = self.arch(x)
+        if not self.event_tasks:
+            return {}
+        out = self.arch(x, tasks=self.event_tasks)
         return {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -95,6 +95,34 @@ def test_output_shapes_and_gates(case: str, user_only: bool) -> None:
             torch.testing.assert_close(g.sum(-1), torch.ones(7))
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c != "single"])
+@pytest.mark.parametrize("wanted", [("purchase",), ("click", "gender"), ()])
+def test_wanted_tasks_only_and_the_same_values(case: str, wanted: tuple[str, ...]) -> None:
+    """``tasks=`` runs only those tasks' layers; what it computes equals the full pass."""
+    arch_name, overrides = CASES[case]
+    torch.manual_seed(0)
+    arch = get_architecture(arch_name)(ArchContext(LAYOUT, TASKS, _model_cfg(arch_name, overrides)))
+    arch.eval()
+    x = torch.randn(9, LAYOUT.dim)
+    full = arch(x)
+    calls: list[str] = []
+    towers = getattr(arch, "towers", None) or getattr(arch, "branches", None)
+    assert towers is not None
+    for t, module in towers.items():
+        module.register_forward_hook(lambda *_, t=t: calls.append(t))
+    part = arch(x, tasks=wanted)
+    assert list(part.tasks) == list(wanted)
+    assert calls == list(wanted)  # the other towers (or ESMM branches) never ran
+    for t in wanted:
+        torch.testing.assert_close(part.tasks[t], full.tasks[t], rtol=0, atol=1e-6)
+        if full.gates:
+            torch.testing.assert_close(part.gates[t], full.gates[t], rtol=0, atol=1e-6)
+    assert set(part.gates) == (set(wanted) if full.gates else set())
+    if full.shared is not None:
+        assert part.shared is not None
+        torch.testing.assert_close(part.shared, full.shared, rtol=0, atol=0)
+
+
 def test_mmoe_gates_differ_between_tasks_and_omoe_shares_one() -> None:
     x = torch.randn(5, LAYOUT.dim)
     mmoe = get_architecture("mmoe")(ArchContext(LAYOUT, TASKS, _model_cfg("mmoe", {})))
@@ -247,3 +275,25 @@ def test_esmm_purchase_tower_learns_only_through_the_joint_loss(
     job.model.zero_grad()
     losses["click_purchase"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in purchase)
+
+
+def test_hard_parallel_profile_part_embeds_the_user_side_only(
+    trained: Callable[[str], Job],
+) -> None:
+    """A part whose only task is user-scoped runs no full-row pass (nothing would read it)."""
+    job = trained("single")
+    user_tasks = [t.name for t in job.tasks if t.user_scoped]
+    assert user_tasks
+    passes: dict[str, list[bool]] = {}
+    for name, part in job.model.parts.items():  # type: ignore[union-attr]
+        passes[name] = []
+        part.embedding.register_forward_hook(
+            lambda _m, _a, kw, _o, seen=passes[name]: seen.append(bool(kw.get("user_only"))),
+            with_kwargs=True,
+        )
+    job.model.eval()
+    with torch.no_grad():
+        out = job.model(job.prepared.valid.take(torch.arange(16)))
+    assert set(out.logits) == {t.name for t in job.tasks}
+    for name, seen in passes.items():
+        assert seen == ([True] if name in user_tasks else [False]), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 import shutil
 from pathlib import Path
 
@@ -41,7 +42,9 @@ class LinearArch(Architecture):
         self.lin = nn.Linear(d, k)
         self.shared_dim = k
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
         return ArchOutput({}, shared=torch.tanh(self.lin(x)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -54,8 +55,24 @@ class Architecture(nn.Module):
         self.out_dims: dict[str, int] = {}
         self.shared_dim: int | None = None
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
+        """One vector per task.
+
+        Args:
+            x: The flat input [B, d].
+            user_only: The input holds the user side only (user-scoped tasks).
+            tasks: The tasks whose vectors are wanted (default: every task). The others'
+                task-specific layers (towers, gates, branches) are not run, and their
+                vectors and gates are absent from the output; what is computed for the
+                wanted tasks does not depend on this choice.
+        """
         raise NotImplementedError
+
+    def wanted(self, tasks: Collection[str] | None) -> list[str]:
+        """The architecture's tasks, in its order, that ``tasks`` asks for (None: all)."""
+        return list(self.out_dims) if tasks is None else [t for t in self.out_dims if t in tasks]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters used by more than one task (for gradient diagnostics and PCGrad)."""

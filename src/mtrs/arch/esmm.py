@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import cast
 
 from torch import Tensor, nn
@@ -65,8 +66,10 @@ class ESMM(Architecture):
         self.out_dims = tower_widths(towers)
         self.shared_dim = None
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
-        return ArchOutput({t: branch(x, user_only) for t, branch in self.branches.items()})
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
+        return ArchOutput({t: self.branches[t](x, user_only) for t in self.wanted(tasks)})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import ClassVar
 
 from torch import Tensor, nn
@@ -62,25 +63,27 @@ class MixtureOfExperts(Architecture):
         self.out_dims = tower_widths(self.towers)
         self.shared_dim = self.experts.out_dim
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
         enc = self.input.encode(x, user_only)
+        names = self.wanted(tasks)
         if self.gates is not None:
             experts = self.experts(enc.vector)
-            # All tasks' gates as one matmul, all mixtures in one pass over the experts.
-            gates = stacked_gates(self.gates, enc.vector)
-            mixed = mix_many(experts, list(gates.values()))
+            # The wanted tasks' gates as one matmul, their mixtures in one pass over the experts.
+            gates = stacked_gates({t: self.gates[t] for t in names}, enc.vector)
+            mixed = mix_many(experts, list(gates.values())) if names else []
             shared = expert_mean(experts)
         else:
             assert self.gate is not None
             g = self.gate(enc.vector)
             shared = mix(self.experts(enc.vector), g)
-            gates = dict.fromkeys(self.towers, g)
-            mixed = [shared] * len(self.towers)
-        tasks = {
-            t: tower(z, enc.tokens, enc.pad)
-            for (t, tower), z in zip(self.towers.items(), mixed, strict=True)
+            gates = dict.fromkeys(names, g)
+            mixed = [shared] * len(names)
+        vectors = {
+            t: self.towers[t](z, enc.tokens, enc.pad) for t, z in zip(names, mixed, strict=True)
         }
-        return ArchOutput(tasks, shared=shared, gates=gates)
+        return ArchOutput(vectors, shared=shared, gates=gates)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         # The one gate of OMoE serves every task; MMoE's gates belong to one task each.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import cast
 
 import torch
@@ -61,8 +62,10 @@ class ExtractionLevel(nn.Module):
         self.out_dim = self.shared_experts.out_dim
 
     def forward(
-        self, task_in: Tensor, shared_in: Tensor
+        self, task_in: Tensor, shared_in: Tensor, keep: Sequence[int] | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """The level's outputs; ``keep`` limits the task outputs and gates to those tasks
+        (by position, in that order; default all), so their gates and mixes are not run."""
         s = self.shared_experts(shared_in)
         te: Tensor | None = None
         if self.task_experts is not None:
@@ -70,8 +73,8 @@ class ExtractionLevel(nn.Module):
             x = task_in if task_in.dim() == 2 else task_in.repeat_interleave(self.per_task, 0)
             te = self.task_experts(x)
         outs, weights = [], []
-        for k, gate in enumerate(self.task_gates):
-            g = gate(task_in if task_in.dim() == 2 else task_in[k])
+        for k in range(self.num_tasks) if keep is None else keep:
+            g = self.task_gates[k](task_in if task_in.dim() == 2 else task_in[k])
             own = (
                 s
                 if te is None
@@ -83,6 +86,8 @@ class ExtractionLevel(nn.Module):
         if self.shared_gate is not None:
             every = s if te is None else concat_experts([te, s])
             shared_out = mix(every, self.shared_gate(shared_in))
+        if not outs:  # no task wanted (the shared representation only)
+            return s.new_zeros(0), shared_out, s.new_zeros(0), s
         return torch.stack(outs), shared_out, torch.stack(weights), s
 
 
@@ -122,18 +127,25 @@ class PLE(Architecture):
         self.out_dims = tower_widths(self.towers)
         self.shared_dim = width
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
+        # Below the last level every task's experts feed the shared gate, so only the last
+        # level's task gates and mixes, and the towers, are limited to the wanted tasks.
+        wanted = self.wanted(tasks)
+        keep = [self.names.index(t) for t in wanted]
         enc = self.input.encode(x, user_only)
         task_in: Tensor = enc.vector
         shared_in: Tensor | None = enc.vector
-        for level in self.levels:
+        for i, level in enumerate(self.levels):
             assert shared_in is not None
-            task_in, shared_in, weights, shared_experts = level(task_in, shared_in)
-        tasks = {
-            t: self.towers[t](task_in[k], enc.tokens, enc.pad) for k, t in enumerate(self.names)
-        }
-        gates = {t: weights[k] for k, t in enumerate(self.names)}
-        return ArchOutput(tasks, shared=expert_mean(shared_experts), gates=gates)
+            last = i == len(self.levels) - 1
+            task_in, shared_in, weights, shared_experts = level(
+                task_in, shared_in, keep if last else None
+            )
+        vectors = {t: self.towers[t](task_in[j], enc.tokens, enc.pad) for j, t in enumerate(wanted)}
+        gates = {t: weights[j] for j, t in enumerate(wanted)}
+        return ArchOutput(vectors, shared=expert_mean(shared_experts), gates=gates)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         params = list(self.input.parameters())

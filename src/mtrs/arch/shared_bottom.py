@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from torch import Tensor, nn
 
 from mtrs.arch.base import (
@@ -32,11 +34,13 @@ class SharedBottom(Architecture):
         self.out_dims = tower_widths(self.towers)
         self.shared_dim = self.shared.out_dim
 
-    def forward(self, x: Tensor, user_only: bool = False) -> ArchOutput:
+    def forward(
+        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+    ) -> ArchOutput:
         enc = self.shared.encode(x, user_only)
         z = enc.vector
         return ArchOutput(
-            {t: tower(z, enc.tokens, enc.pad) for t, tower in self.towers.items()}, shared=z
+            {t: self.towers[t](z, enc.tokens, enc.pad) for t in self.wanted(tasks)}, shared=z
         )
 
     def shared_parameters(self) -> list[nn.Parameter]:

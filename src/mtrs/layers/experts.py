@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import torch
@@ -161,7 +161,7 @@ class Gate(nn.Module):
         return torch.softmax(self.linear(x), dim=-1)
 
 
-def stacked_gates(gates: nn.ModuleDict, x: Tensor) -> dict[str, Tensor]:
+def stacked_gates(gates: Mapping[str, nn.Module], x: Tensor) -> dict[str, Tensor]:
     """Every :class:`Gate` in ``gates`` on the same input, as one matmul over stacked weights.
 
     Same values as calling each gate; one ``[in, T·E]`` matmul and one input gradient

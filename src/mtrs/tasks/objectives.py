@@ -102,8 +102,8 @@ class Contrastive(nn.Module):
         return x * keep[:, self.field_of].to(x.dtype)
 
     def forward(self, inp: ObjectiveInput) -> Tensor:
-        z1 = inp.arch(self.view(inp.x)).shared
-        z2 = inp.arch(self.view(inp.x)).shared
+        z1 = inp.arch(self.view(inp.x), tasks=()).shared
+        z2 = inp.arch(self.view(inp.x), tasks=()).shared
         assert z1 is not None and z2 is not None
         h1 = F.normalize(self.head(z1).float(), dim=-1)
         h2 = F.normalize(self.head(z2).float(), dim=-1)
