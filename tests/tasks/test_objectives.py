@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
