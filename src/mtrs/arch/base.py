@@ -65,8 +65,9 @@ class Architecture(nn.Module):
             user_only: The input holds the user side only (user-scoped tasks).
             tasks: The tasks whose vectors are wanted (default: every task). The others'
                 task-specific layers (towers, gates, branches) are not run, and their
-                vectors and gates are absent from the output; what is computed for the
-                wanted tasks does not depend on this choice.
+                vectors and gates are absent from the output. The wanted tasks' values
+                are those of the full pass (up to float rounding where their gates are
+                stacked into a narrower matmul).
         """
         raise NotImplementedError
 

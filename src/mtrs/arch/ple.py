@@ -137,12 +137,12 @@ class PLE(Architecture):
         enc = self.input.encode(x, user_only)
         task_in: Tensor = enc.vector
         shared_in: Tensor | None = enc.vector
-        for i, level in enumerate(self.levels):
+        *lower, top = self.levels
+        for level in lower:
             assert shared_in is not None
-            last = i == len(self.levels) - 1
-            task_in, shared_in, weights, shared_experts = level(
-                task_in, shared_in, keep if last else None
-            )
+            task_in, shared_in, _, _ = level(task_in, shared_in)
+        assert shared_in is not None
+        task_in, _, weights, shared_experts = top(task_in, shared_in, keep)
         vectors = {t: self.towers[t](task_in[j], enc.tokens, enc.pad) for j, t in enumerate(wanted)}
         gates = {t: weights[j] for j, t in enumerate(wanted)}
         return ArchOutput(vectors, shared=expert_mean(shared_experts), gates=gates)
