@@ -13,6 +13,7 @@ from mtrs.data.batch import Batch
 from mtrs.data.processor import FittedProcessor
 from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import FeatureEmbedding
+from mtrs.layers.folded import Features
 from mtrs.tasks.objectives import ObjectiveInput, build_objective
 from mtrs.tasks.task import Task
 from mtrs.tasks.taskset import TaskSet
@@ -96,8 +97,9 @@ class MultiTaskModel(nn.Module):
                     gates[t] = ou.gates[t]
         return ModelOutput(logits, shared_loss, gates)
 
-    def event_logits(self, x: Tensor) -> dict[str, Tensor]:
-        """The event tasks' logits of an embedded input (what :meth:`forward` gives them)."""
+    def event_logits(self, x: Features) -> dict[str, Tensor]:
+        """The event tasks' logits of an embedded input (what :meth:`forward` gives them),
+        or of its :class:`~mtrs.layers.folded.FoldedInput` (split scoring)."""
         if not self.event_tasks:
             return {}
         out = self.arch(x, tasks=self.event_tasks)

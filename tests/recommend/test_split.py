@@ -37,7 +37,9 @@ VOCABS = {
 }
 
 
-def _config(arch: str, poolings: tuple[str, ...], dots: bool, bottom: str) -> JobConfig:
+def _config(
+    arch: str, poolings: tuple[str, ...], dots: bool, bottom: str, hidden: tuple[int, ...]
+) -> JobConfig:
     features: list[dict[str, Any]] = [
         {"name": "age", "kind": "categorical", "group": "user"},
         {"name": "visits", "kind": "numeric", "group": "user"},
@@ -77,7 +79,7 @@ def _config(arch: str, poolings: tuple[str, ...], dots: bool, bottom: str) -> Jo
                 "architecture": arch,
                 "embedding_dim": 4,
                 "interactions": "dot" if dots else "none",
-                "shared": {"type": bottom, "hidden": [8, 8], "d_model": 8},
+                "shared": {"type": bottom, "hidden": list(hidden), "d_model": 8},
                 "tower": {"hidden": [4]},
                 "experts": {"num_experts": 2, "task_experts": 1, "levels": 2},
                 "sequence": {"time_gaps": "transformer" in poolings, "attention_hidden": [8, 4]},
@@ -121,10 +123,11 @@ def _recommender(
     poolings: tuple[str, ...] = ("mean",),
     dots: bool = True,
     bottom: str = "mlp",
+    hidden: tuple[int, ...] = (8, 8),
 ) -> Recommender:
     """An untrained model (seeded, weights larger than the initialisation's so that the
     attention and gates vary between rows) over a random catalog."""
-    cfg = _config(arch, poolings, dots, bottom)
+    cfg = _config(arch, poolings, dots, bottom, hidden)
     encodings = [TaskEncoding(t) for t in cfg.tasks]
     proc = FittedProcessor(cfg, {k: Vocabulary(v) for k, v in VOCABS.items()}, {}, encodings)
     tasks = TaskSet.for_job(cfg, proc.tasks)
@@ -300,3 +303,36 @@ def test_recommend_many_answers_each_request_as_recommend_does() -> None:
     first = out[1]
     assert not isinstance(first, MtrsUserError) and len(first.merged) == 3
     assert {x.item for x in first.merged} <= set(requests[1].candidates or [])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mlp_bottoms_cache_first_layer_pre_activations_not_input_rows(arch: str) -> None:
+    """The item side of an MLP-bottom model holds each item's first-layer pre-activations
+    (folded), a Transformer bottom's its input rows; both score as the plain path does."""
+    for bottom, folded in (("mlp", True), ("transformer", False)):
+        rec = _recommender(arch, ("din", "mean"), True, bottom)
+        assert isinstance(rec.split, SplitScorer)
+        side = rec.item_side()
+        keys = {k.split(":")[-1] for k in side}
+        assert ("pre" in keys, "x" in keys) == (folded, not folded), (arch, bottom, keys)
+        if folded:
+            maps = rec.split.input_maps(0)
+            assert maps is not None
+            pre = next(v for k, v in side.items() if k.split(":")[-1] == "pre")
+            assert pre.shape == (N_ITEMS, maps.width)
+        _assert_same(rec, 2, np.array([5, 1, 30, 5]), f"{arch}/{bottom}")
+
+
+def test_a_folded_side_over_the_memory_budget_caches_input_rows() -> None:
+    rec = _recommender("mmoe", ("din",), hidden=(40, 8))
+    assert isinstance(rec.split, SplitScorer)
+    maps = rec.split.input_maps(0)
+    assert maps is not None
+    width = rec.split.models[0].embedding.layout.dim  # type: ignore[union-attr]
+    assert maps.width > width  # wider than the input rows: the budget decides
+    assert "pre" in rec.item_side()
+    rec.split.fold_budget_bytes = N_ITEMS * maps.width * 4 - 1
+    rec._item_cache = None
+    side = rec.item_side()
+    assert "x" in side and "pre" not in side
+    _assert_same(rec, 0, np.arange(N_ITEMS), "over the budget")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mtrs.config.models import LayerConfig, ModelConfig
 from mtrs.errors import MtrsUserError
 from mtrs.layers.embedding import InputLayout
+from mtrs.layers.folded import Features, FoldedInput
 from mtrs.layers.mlp import MLP
 from mtrs.layers.task_attention import TaskAttention, TaskTower
 from mtrs.layers.tokens import TokenEncoder
@@ -56,12 +57,14 @@ class Architecture(nn.Module):
         self.shared_dim: int | None = None
 
     def forward(
-        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+        self, x: Features, user_only: bool = False, tasks: Collection[str] | None = None
     ) -> ArchOutput:
         """One vector per task.
 
         Args:
-            x: The flat input [B, d].
+            x: The flat input [B, d], or (eval mode, split scoring) its
+                :class:`~mtrs.layers.folded.FoldedInput` for the layers that
+                :meth:`input_layers` names.
             user_only: The input holds the user side only (user-scoped tasks).
             tasks: The tasks whose vectors are wanted (default: every task). The others'
                 task-specific layers (towers, gates, branches) are not run, and their
@@ -70,6 +73,12 @@ class Architecture(nn.Module):
                 stacked into a narrower matmul).
         """
         raise NotImplementedError
+
+    def input_layers(self, tasks: Collection[str] | None = None) -> list[nn.Module] | None:
+        """The layers that read ``x`` in a full-row pass for ``tasks``, each an
+        :class:`~mtrs.layers.folded.InputMap`; None when something else reads ``x`` (a
+        Transformer bottom, a layer without weights), so ``x`` cannot be folded."""
+        return None
 
     def wanted(self, tasks: Collection[str] | None) -> list[str]:
         """The architecture's tasks, in its order, that ``tasks`` asks for (None: all)."""
@@ -121,15 +130,33 @@ class BottomLayer(nn.Module):
         self.mlp = MLP(width, cfg.hidden if with_mlp else [], cfg.dropout)
         self.out_dim = self.mlp.out_dim
 
-    def encode(self, x: Tensor, user_only: bool = False) -> BottomEncoding:
+    def foldable(self) -> bool:
+        """Whether ``x`` goes straight into the MLP's first layer (see :meth:`input_layers`)."""
+        return self.encoder is None and len(self.mlp.net) > 0
+
+    def encode(self, x: Features, user_only: bool = False) -> BottomEncoding:
         """The output vector and, for a Transformer, the encoded tokens and their mask."""
-        if self.encoder is None:
+        if self.encoder is None or isinstance(x, FoldedInput):
             return BottomEncoding(self.mlp(x))
         tokens, pad = self.encoder.tokens(x, user_only)
         return BottomEncoding(self.mlp(self.encoder.pool(tokens, pad)), tokens, pad)
 
-    def forward(self, x: Tensor, user_only: bool = False) -> Tensor:
+    def forward(self, x: Features, user_only: bool = False) -> Tensor:
         return self.encode(x, user_only).vector
+
+
+def expert_input(
+    bottom: BottomLayer, x: Features, user_only: bool
+) -> tuple[Features, BottomEncoding | None]:
+    """What an expert architecture's experts and gates read, and the bottom's encoding.
+
+    ``bottom`` is built without an MLP: the experts read ``x`` itself (a folded ``x`` as
+    it is; no encoding then) or the Transformer's pooled tokens.
+    """
+    if isinstance(x, FoldedInput):
+        return x, None
+    enc = bottom.encode(x, user_only)
+    return enc.vector, enc
 
 
 def build_towers(ctx: ArchContext, in_dim: int) -> nn.ModuleDict:

@@ -16,6 +16,7 @@ from mtrs.arch.base import (
     tower_widths,
 )
 from mtrs.arch.registry import register
+from mtrs.layers.folded import Features
 from mtrs.layers.task_attention import TaskTower
 
 
@@ -32,7 +33,7 @@ class TaskBranch(nn.Module):
         self.tower = tower
         self.out_dim = tower.out_dim
 
-    def forward(self, x: Tensor, user_only: bool = False) -> Tensor:
+    def forward(self, x: Features, user_only: bool = False) -> Tensor:
         enc = self.bottom.encode(x, user_only)
         return self.tower(enc.vector, enc.tokens, enc.pad)
 
@@ -67,9 +68,13 @@ class ESMM(Architecture):
         self.shared_dim = None
 
     def forward(
-        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+        self, x: Features, user_only: bool = False, tasks: Collection[str] | None = None
     ) -> ArchOutput:
         return ArchOutput({t: self.branches[t](x, user_only) for t in self.wanted(tasks)})
+
+    def input_layers(self, tasks: Collection[str] | None = None) -> list[nn.Module] | None:
+        bottoms = [cast(TaskBranch, self.branches[t]).bottom for t in self.wanted(tasks)]
+        return [b.mlp for b in bottoms] if all(b.foldable() for b in bottoms) else None
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return []

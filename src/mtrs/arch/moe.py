@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import ClassVar
 
-from torch import Tensor, nn
+from torch import nn
 
 from mtrs.arch.base import (
     ArchContext,
@@ -13,11 +13,13 @@ from mtrs.arch.base import (
     ArchOutput,
     BottomLayer,
     build_towers,
+    expert_input,
     tower_widths,
 )
 from mtrs.arch.registry import register
 from mtrs.layers.expert_mix import expert_mean, mix, mix_many
 from mtrs.layers.experts import ExpertPool, Gate, stacked_gates
+from mtrs.layers.folded import Features
 
 
 class MixtureOfExperts(Architecture):
@@ -64,26 +66,33 @@ class MixtureOfExperts(Architecture):
         self.shared_dim = self.experts.out_dim
 
     def forward(
-        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+        self, x: Features, user_only: bool = False, tasks: Collection[str] | None = None
     ) -> ArchOutput:
-        enc = self.input.encode(x, user_only)
+        inp, enc = expert_input(self.input, x, user_only)
         names = self.wanted(tasks)
         if self.gates is not None:
-            experts = self.experts(enc.vector)
+            experts = self.experts(inp)
             # The wanted tasks' gates as one matmul, their mixtures in one pass over the experts.
-            gates = stacked_gates({t: self.gates[t] for t in names}, enc.vector)
+            gates = stacked_gates({t: self.gates[t] for t in names}, inp)
             mixed = mix_many(experts, list(gates.values())) if names else []
             shared = expert_mean(experts)
         else:
             assert self.gate is not None
-            g = self.gate(enc.vector)
-            shared = mix(self.experts(enc.vector), g)
+            g = self.gate(inp)
+            shared = mix(self.experts(inp), g)
             gates = dict.fromkeys(names, g)
             mixed = [shared] * len(names)
-        vectors = {
-            t: self.towers[t](z, enc.tokens, enc.pad) for t, z in zip(names, mixed, strict=True)
-        }
+        tokens, pad = (None, None) if enc is None else (enc.tokens, enc.pad)
+        vectors = {t: self.towers[t](z, tokens, pad) for t, z in zip(names, mixed, strict=True)}
         return ArchOutput(vectors, shared=shared, gates=gates)
+
+    def input_layers(self, tasks: Collection[str] | None = None) -> list[nn.Module] | None:
+        if self.input.encoder is not None or not len(self.experts.weights):
+            return None
+        if self.gates is None:
+            assert self.gate is not None
+            return [self.experts, self.gate]
+        return [self.experts, *(self.gates[t] for t in self.wanted(tasks))]
 
     def shared_parameters(self) -> list[nn.Parameter]:
         # The one gate of OMoE serves every task; MMoE's gates belong to one task each.

@@ -14,12 +14,14 @@ from mtrs.arch.base import (
     ArchOutput,
     BottomLayer,
     build_towers,
+    expert_input,
     tower_widths,
 )
 from mtrs.arch.registry import register
 from mtrs.config.models import ExpertConfig, LayerConfig
 from mtrs.layers.expert_mix import concat_experts, expert_mean, mix
 from mtrs.layers.experts import ExpertPool, Gate
+from mtrs.layers.folded import Features, FoldedInput
 
 
 class ExtractionLevel(nn.Module):
@@ -62,19 +64,21 @@ class ExtractionLevel(nn.Module):
         self.out_dim = self.shared_experts.out_dim
 
     def forward(
-        self, task_in: Tensor, shared_in: Tensor, keep: Sequence[int] | None = None
+        self, task_in: Features, shared_in: Features, keep: Sequence[int] | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
         """The level's outputs; ``keep`` limits the task outputs and gates to those tasks
         (by position, in that order; default all), so their gates and mixes are not run."""
         s = self.shared_experts(shared_in)
         te: Tensor | None = None
+        # The first level reads one input for every task; upper levels one per task.
+        per_task = None if isinstance(task_in, FoldedInput) or task_in.dim() == 2 else task_in
         if self.task_experts is not None:
             # Upper levels: task k's experts read task k's output of the level below.
-            x = task_in if task_in.dim() == 2 else task_in.repeat_interleave(self.per_task, 0)
+            x = task_in if per_task is None else per_task.repeat_interleave(self.per_task, 0)
             te = self.task_experts(x)
         outs, weights = [], []
         for k in range(self.num_tasks) if keep is None else keep:
-            g = self.task_gates[k](task_in if task_in.dim() == 2 else task_in[k])
+            g = self.task_gates[k](task_in if per_task is None else per_task[k])
             own = (
                 s
                 if te is None
@@ -128,24 +132,43 @@ class PLE(Architecture):
         self.shared_dim = width
 
     def forward(
-        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+        self, x: Features, user_only: bool = False, tasks: Collection[str] | None = None
     ) -> ArchOutput:
         # Below the last level every task's experts feed the shared gate, so only the last
         # level's task gates and mixes, and the towers, are limited to the wanted tasks.
         wanted = self.wanted(tasks)
         keep = [self.names.index(t) for t in wanted]
-        enc = self.input.encode(x, user_only)
-        task_in: Tensor = enc.vector
-        shared_in: Tensor | None = enc.vector
+        inp, enc = expert_input(self.input, x, user_only)
+        task_in: Features = inp
+        shared_in: Features | None = inp
         *lower, top = self.levels
         for level in lower:
             assert shared_in is not None
             task_in, shared_in, _, _ = level(task_in, shared_in)
         assert shared_in is not None
-        task_in, _, weights, shared_experts = top(task_in, shared_in, keep)
-        vectors = {t: self.towers[t](task_in[j], enc.tokens, enc.pad) for j, t in enumerate(wanted)}
+        outs, _, weights, shared_experts = top(task_in, shared_in, keep)
+        tokens, pad = (None, None) if enc is None else (enc.tokens, enc.pad)
+        vectors = {t: self.towers[t](outs[j], tokens, pad) for j, t in enumerate(wanted)}
         gates = {t: weights[j] for j, t in enumerate(wanted)}
         return ArchOutput(vectors, shared=expert_mean(shared_experts), gates=gates)
+
+    def input_layers(self, tasks: Collection[str] | None = None) -> list[nn.Module] | None:
+        first = cast(ExtractionLevel, self.levels[0])
+        if self.input.encoder is not None or not len(first.shared_experts.weights):
+            return None
+        # With one level the first is the last, whose task gates run for the wanted only.
+        keep = (
+            [self.names.index(t) for t in self.wanted(tasks)]
+            if len(self.levels) == 1
+            else range(len(self.names))
+        )
+        layers: list[nn.Module] = [first.shared_experts]
+        if first.task_experts is not None:
+            layers.append(first.task_experts)
+        layers += [first.task_gates[k] for k in keep]
+        if first.shared_gate is not None:
+            layers.append(first.shared_gate)
+        return layers
 
     def shared_parameters(self) -> list[nn.Parameter]:
         params = list(self.input.parameters())

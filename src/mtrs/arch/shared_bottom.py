@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from torch import Tensor, nn
+from torch import nn
 
 from mtrs.arch.base import (
     ArchContext,
@@ -15,6 +15,7 @@ from mtrs.arch.base import (
     tower_widths,
 )
 from mtrs.arch.registry import register
+from mtrs.layers.folded import Features
 
 
 @register("shared_bottom")
@@ -35,13 +36,16 @@ class SharedBottom(Architecture):
         self.shared_dim = self.shared.out_dim
 
     def forward(
-        self, x: Tensor, user_only: bool = False, tasks: Collection[str] | None = None
+        self, x: Features, user_only: bool = False, tasks: Collection[str] | None = None
     ) -> ArchOutput:
         enc = self.shared.encode(x, user_only)
         z = enc.vector
         return ArchOutput(
             {t: self.towers[t](z, enc.tokens, enc.pad) for t in self.wanted(tasks)}, shared=z
         )
+
+    def input_layers(self, tasks: Collection[str] | None = None) -> list[nn.Module] | None:
+        return [self.shared.mlp] if self.shared.foldable() else None
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return list(self.shared.parameters())

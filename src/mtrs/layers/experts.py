@@ -9,6 +9,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from mtrs.layers.folded import Features, FoldedInput
 from mtrs.layers.fused_experts import SharedInputExperts
 from mtrs.layers.mlp import MLP
 from mtrs.layers.plain import plain_ops_enabled
@@ -109,7 +110,22 @@ class ExpertPool(nn.Module):
             and not torch.is_autocast_enabled(x.device.type)
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def input_map(self) -> tuple[Tensor, Tensor]:
+        """The first layer of every expert as one map: weight [in, E·h1], bias [E·h1].
+
+        Raises:
+            ValueError: The experts have no layer (each is the identity).
+        """
+        if not len(self.weights):
+            raise ValueError("an expert pool without layers has no input map")
+        w0, b0 = self.weights[0], self.biases[0]
+        return w0.reshape(w0.shape[0], -1), b0.reshape(-1)
+
+    def forward(self, x: Features) -> Tensor:
+        if isinstance(x, FoldedInput):  # the first layer's pre-activations are given
+            first = torch.relu(x.project(self).t())  # [E·h1, B]
+            h = self.drop(first).view(self.num_experts, -1, first.shape[1])
+            return self._deeper(h, 1)
         # The activations are kept feature-major, [E, width, B]: every layer is then one
         # plain GEMM on contiguous or transposed operands, forward and backward, so autograd
         # never has to copy a transposed activation or gradient (with [B, E, width] it copied
@@ -134,6 +150,10 @@ class ExpertPool(nn.Module):
             if not len(self.weights):
                 return x.transpose(0, 1)
             h, start = x.transpose(1, 2), 0
+        return self._deeper(h, start)
+
+    def _deeper(self, h: Tensor, start: int) -> Tensor:
+        """Layers ``start``… on feature-major activations [E, width, B] → [B, E, d]."""
         for k in range(start, len(self.weights)):
             w, b = self.weights[k], self.biases[k]
             if k == 0:
@@ -157,18 +177,24 @@ class Gate(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_dim, num_experts)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.softmax(self.linear(x), dim=-1)
+    def input_map(self) -> tuple[Tensor, Tensor]:
+        """The gate's logit map: weight [in, E], bias [E]."""
+        return self.linear.weight.t(), self.linear.bias
+
+    def forward(self, x: Features) -> Tensor:
+        logits = x.project(self) if isinstance(x, FoldedInput) else self.linear(x)
+        return torch.softmax(logits, dim=-1)
 
 
-def stacked_gates(gates: Mapping[str, nn.Module], x: Tensor) -> dict[str, Tensor]:
+def stacked_gates(gates: Mapping[str, nn.Module], x: Features) -> dict[str, Tensor]:
     """Every :class:`Gate` in ``gates`` on the same input, as one matmul over stacked weights.
 
     Same values as calling each gate; one ``[in, T·E]`` matmul and one input gradient
-    instead of T narrow ones (each only E columns wide) and their sum.
+    instead of T narrow ones (each only E columns wide) and their sum. A folded input
+    already holds every gate's logits.
     """
     named: dict[str, Gate] = {t: cast(Gate, g) for t, g in gates.items()}
-    if len(named) < 2:
+    if len(named) < 2 or isinstance(x, FoldedInput):
         return {t: g(x) for t, g in named.items()}
     weight = torch.cat([g.linear.weight for g in named.values()])
     bias = torch.cat([g.linear.bias for g in named.values()])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mtrs.layers.folded import Features, FoldedInput
+
 
 class MLP(nn.Module):
     """Fully connected layers with ReLU after each.
@@ -30,5 +32,22 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out_dim = width
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def input_map(self) -> tuple[Tensor, Tensor]:
+        """The first layer's weight [in, out] and bias (see :mod:`mtrs.layers.folded`).
+
+        Raises:
+            ValueError: The MLP has no layer (it is the identity).
+        """
+        if not len(self.net):
+            raise ValueError("an MLP without layers has no input map")
+        first: nn.Linear = self.net[0]  # type: ignore[assignment]
+        return first.weight.t(), first.bias
+
+    def forward(self, x: Features) -> Tensor:
+        if isinstance(x, FoldedInput):  # the first layer's output is given: run the rest
+            h = x.project(self)
+            for layer in list(self.net)[1:]:
+                h = layer(h)
+            return h
+        out: Tensor = self.net(x)
+        return out

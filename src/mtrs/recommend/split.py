@@ -8,21 +8,31 @@ item's embedding work is done once per catalog (:meth:`SplitScorer.item_side`, c
 (:meth:`SplitScorer.user_side`: user and context fields, pooled or encoded histories, the
 attention folded into one matrix), and per candidate only target attention, the dot
 interactions and the architecture (:meth:`SplitScorer.forward`).
+
+Where the architecture's layers that read the input are affine maps of it (an MLP bottom,
+experts and gates; not a Transformer bottom), those maps are folded into the sides
+(:mod:`mtrs.layers.folded`): the item side caches each item's first-layer pre-activations
+instead of its input row, the user side adds its own, and per candidate only the columns
+that mix the two sides go through the first layers' weights.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 from mtrs.data.batch import Batch
+from mtrs.layers.folded import FoldedInput, InputMaps
 from mtrs.layers.split_embedding import SplitEmbedding
 from mtrs.model import HardParallelModel, MultiTaskModel
 from mtrs.tasks.taskset import TaskSet
 
 # Hard-parallel models have one embedding per task: their sides' keys carry the part's index.
 PART_SEPARATOR = ":"
+# The folded item side may take this much memory where it is wider than the input rows.
+FOLD_BUDGET_BYTES = 512 * 2**20
 
 
 @runtime_checkable
@@ -33,8 +43,9 @@ class SplitPredictor(Protocol):
     two; a :class:`~mtrs.recommend.recommender.Recommender` uses one when it has it.
     """
 
-    def item_side(self, items: Batch) -> dict[str, Tensor]:
-        """Item rows → their named tensors (first axis: the rows)."""
+    def item_side(self, items: Batch, catalog_rows: int | None = None) -> dict[str, Tensor]:
+        """Item rows (a chunk of ``catalog_rows`` rows in all) → their named tensors
+        (first axis: the rows)."""
         ...
 
     def user_side(self, user: Batch) -> dict[str, Tensor]:
@@ -87,6 +98,7 @@ class SplitScorer(nn.Module):
         self.splits = nn.ModuleList(SplitEmbedding(m.embedding) for m in self.models)  # type: ignore[arg-type]
         self.tasks = tasks
         self.prefixed = len(self.models) > 1 or isinstance(model, HardParallelModel)
+        self.fold_budget_bytes = FOLD_BUDGET_BYTES
 
     def _key(self, part: int, name: str) -> str:
         return f"{part}{PART_SEPARATOR}{name}" if self.prefixed else name
@@ -97,12 +109,31 @@ class SplitScorer(nn.Module):
         head = f"{part}{PART_SEPARATOR}"
         return {k[len(head) :]: v for k, v in side.items() if k.startswith(head)}
 
-    def item_side(self, items: Batch) -> dict[str, Tensor]:
-        """Every part's item side of these item rows."""
+    def input_maps(self, part: int) -> InputMaps | None:
+        """The part's first layers on the input as one map (None: it cannot be folded)."""
+        model = self.models[part]
+        assert isinstance(model, MultiTaskModel)
+        layers = model.arch.input_layers(model.event_tasks)
+        return InputMaps.of(layers) if layers else None
+
+    def folds(self, maps: InputMaps, rows: int) -> bool:
+        """Whether an item side of ``rows`` rows caches pre-activations (P values per row)
+        rather than input rows (d values): when that is no wider, or fits the budget."""
+        width = maps.width
+        return width <= maps.weight.shape[0] or rows * width * 4 <= self.fold_budget_bytes
+
+    def item_side(self, items: Batch, catalog_rows: int | None = None) -> dict[str, Tensor]:
+        """Every part's item side of these item rows (``catalog_rows`` in the whole
+        catalogue, default these: what decides whether the side is folded)."""
+        rows = len(items) if catalog_rows is None else catalog_rows
         out: dict[str, Tensor] = {}
         for i, split in enumerate(self.splits):
             assert isinstance(split, SplitEmbedding)
-            out.update({self._key(i, k): v for k, v in split.item_side(items).items()})
+            side = split.item_side(items)
+            maps = self.input_maps(i)
+            if maps is not None and self.folds(maps, rows):
+                side["pre"] = torch.addmm(maps.bias, side.pop("x"), maps.weight)
+            out.update({self._key(i, k): v for k, v in side.items()})
         return out
 
     def user_side(self, user: Batch) -> dict[str, Tensor]:
@@ -110,16 +141,18 @@ class SplitScorer(nn.Module):
         out: dict[str, Tensor] = {}
         for i, split in enumerate(self.splits):
             assert isinstance(split, SplitEmbedding)
-            out.update({self._key(i, k): v for k, v in split.user_side(user).items()})
+            side = split.user_side(user)
+            maps = self.input_maps(i)
+            if maps is not None:
+                side["pre"] = side["x"] @ maps.weight
+            out.update({self._key(i, k): v for k, v in side.items()})
         return out
 
     def forward(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> dict[str, Tensor]:
-        logits: dict[str, Tensor] = {}
-        for i, (model, split) in enumerate(zip(self.models, self.splits, strict=True)):
-            assert isinstance(model, MultiTaskModel)
-            x = split(self._of(i, items), self._of(i, user))
-            logits.update(model.event_logits(x))
-        return self.tasks.predict(logits)
+        return self.candidates_many(items, [user], [self._rows(items)])
+
+    def _rows(self, items: dict[str, Tensor]) -> int:
+        return int(next(iter(items.values())).shape[0]) if items else 0
 
     def candidates(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> dict[str, Tensor]:
         """Event-task and relation predictions of the candidates (rows of the item side)."""
@@ -144,6 +177,16 @@ class SplitScorer(nn.Module):
         logits: dict[str, Tensor] = {}
         for i, (model, split) in enumerate(zip(self.models, self.splits, strict=True)):
             assert isinstance(model, MultiTaskModel) and isinstance(split, SplitEmbedding)
-            x = split.forward_many(self._of(i, items), [self._of(i, u) for u in users], spans)
-            logits.update(model.event_logits(x))
+            part, sides = self._of(i, items), [self._of(i, u) for u in users]
+            maps = self.input_maps(i) if "pre" in part else None
+            if maps is None:
+                logits.update(model.event_logits(split.forward_many(part, sides, spans)))
+                continue
+            if len(split.candidate_cols):
+                late = maps.weight.index_select(0, split.candidate_cols)  # [c, P]
+                pre = torch.addmm(part["pre"], split.candidate_values(part, sides, spans), late)
+                pre += split.per_user(sides, spans, "pre")
+            else:
+                pre = part["pre"] + split.per_user(sides, spans, "pre")
+            logits.update(model.event_logits(FoldedInput(pre, maps.slots)))
         return self.tasks.predict(logits)
