@@ -123,7 +123,7 @@ class ExpertPool(nn.Module):
 
     def forward(self, x: Features) -> Tensor:
         if isinstance(x, FoldedInput):  # the first layer's pre-activations are given
-            first = torch.relu(x.project(self).t())  # [E·h1, B]
+            first = torch.relu_(x.project(self).t())  # [E·h1, B], its own slot: in place
             h = self.drop(first).view(self.num_experts, -1, first.shape[1])
             return self._deeper(h, 1)
         # The activations are kept feature-major, [E, width, B]: every layer is then one

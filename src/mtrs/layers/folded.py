@@ -39,8 +39,12 @@ class InputMap(Protocol):
 class FoldedInput:
     """N rows of ``x`` known by ``x·W + b`` of the layers that read ``x``.
 
+    Each layer reads its slot once, in one forward pass, and may overwrite it (its
+    activation runs in place: no new [N, out] tensor per layer).
+
     Args:
-        pre: The concatenated pre-activations of those layers [N, P].
+        pre: The concatenated pre-activations of those layers [N, P], owned by this
+            object (not a view of a cache).
         slots: Each layer's columns of ``pre`` (layers are keyed by identity).
     """
 
@@ -48,7 +52,8 @@ class FoldedInput:
     slots: Mapping[nn.Module, slice]
 
     def project(self, layer: nn.Module) -> Tensor:
-        """``layer``'s pre-activations [N, out] (a view of :attr:`pre`; do not modify it).
+        """``layer``'s pre-activations [N, out]: a view of :attr:`pre` that only
+        ``layer`` reads, so it may modify it in place.
 
         Raises:
             KeyError: The layer is not one of the folded ones.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mtrs.layers.folded import Features, FoldedInput
@@ -45,8 +46,8 @@ class MLP(nn.Module):
 
     def forward(self, x: Features) -> Tensor:
         if isinstance(x, FoldedInput):  # the first layer's output is given: run the rest
-            h = x.project(self)
-            for layer in list(self.net)[1:]:
+            h = torch.relu_(x.project(self))  # this layer's own slot: in place
+            for layer in list(self.net)[2:]:
                 h = layer(h)
             return h
         out: Tensor = self.net(x)
