@@ -194,19 +194,24 @@ class SplitEmbedding(nn.Module):
         Returns:
             x [sum(spans), d]: per user, the values its rows get scored alone.
         """
-        x = items["x"] + self.per_user(users, spans, "x")
+        x = self.plus_user(items["x"], users, spans, "x", inplace=False)
         if len(self.candidate_cols):
             x[:, self.candidate_cols] = self.candidate_values(items, users, spans)
         return x
 
     @staticmethod
-    def per_user(users: list[dict[str, Tensor]], spans: list[int], key: str) -> Tensor:
-        """The users' ``key`` rows [1, w] for each of their rows: [1, w] for one user
-        (broadcast, no copies), else [sum(spans), w]."""
+    def plus_user(
+        rows: Tensor, users: list[dict[str, Tensor]], spans: list[int], key: str, inplace: bool
+    ) -> Tensor:
+        """``rows`` [sum(spans), w] plus each user's ``key`` row [1, w] on that user's rows
+        (broadcast: no per-row copy of a user's row); ``inplace`` writes into ``rows``."""
         if len(users) == 1:
-            return users[0][key]
-        owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
-        return torch.cat([u[key] for u in users]).index_select(0, owner)
+            return rows.add_(users[0][key]) if inplace else rows + users[0][key]
+        out = rows if inplace else torch.empty_like(rows)
+        bounds = [0, *itertools.accumulate(spans)]
+        for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True):
+            torch.add(rows[lo:hi], u[key], out=out[lo:hi])
+        return out
 
     def candidate_values(
         self, items: dict[str, Tensor], users: list[dict[str, Tensor]], spans: list[int]
@@ -214,42 +219,45 @@ class SplitEmbedding(nn.Module):
         """The columns of ``x`` that mix the sides (:attr:`candidate_cols`), row by row.
 
         Both sides are zero in these columns: the attended histories' pooled vectors and
-        the dot products across the sides (and with an attended history).
+        the dot products across the sides (and with an attended history). Each user's rows
+        are computed against that user's side alone.
 
         Shape:
             → [sum(spans), len(candidate_cols)].
         """
-        n = sum(spans)
+        if len(users) == 1:
+            return self._candidate_values(items, users[0], spans[0])
         bounds = [0, *itertools.accumulate(spans)]
-        pooled = []
-        for a in self.attended:
-            attn = self._attention(a)
-            query = items[f"query.{a}"]
-            per_user = [
-                attn.pool_folded(
-                    query[lo:hi],
-                    u[f"weight.{a}"],
-                    u[f"bias.{a}"],
-                    u[f"seq.{a}"],
-                    u[f"mask.{a}"],
-                )
+        return torch.cat(
+            [
+                self._candidate_values({k: v[lo:hi] for k, v in items.items()}, u, hi - lo)
                 for u, lo, hi in zip(users, bounds[:-1], bounds[1:], strict=True)
             ]
-            pooled.append(per_user[0] if len(per_user) == 1 else torch.cat(per_user))
+        )
+
+    def _candidate_values(
+        self, items: dict[str, Tensor], user: dict[str, Tensor], n: int
+    ) -> Tensor:
+        """:meth:`candidate_values` of one user's ``n`` rows."""
+        pooled = [
+            self._attention(a).pool_folded(
+                items[f"query.{a}"],
+                user[f"weight.{a}"],
+                user[f"bias.{a}"],
+                user[f"seq.{a}"],
+                user[f"mask.{a}"],
+            )
+            for a in self.attended
+        ]
         late: list[Tensor] = []
         if self.use_dots and len(self.late_cols):
-            if len(users) == 1:  # [n_u, D], broadcast
-                user_e = users[0]["dots"]
-            else:
-                owner = torch.repeat_interleave(torch.arange(len(users)), torch.tensor(spans))
-                user_e = torch.stack([u["dots"] for u in users]).index_select(0, owner)
-            item_e, user_t = items["dots"], user_e.transpose(-1, -2)  # [N, n_i, D], [(N,) D, n_u]
+            item_e, user_t = items["dots"], user["dots"].t()  # [N, n_i, D], [D, n_u]
             late.append(torch.matmul(item_e, user_t).reshape(n, -1))
             names = self.embedding.dot_fields
             cand = [p for p, a in zip(pooled, self.attended, strict=True) if a in names]
             for j, p in enumerate(cand):
                 late.append(torch.bmm(item_e, p.unsqueeze(-1)).squeeze(-1))
-                late.append(torch.matmul(p.unsqueeze(1), user_t).squeeze(1))
+                late.append(p @ user_t)
                 for q in cand[j + 1 :]:
                     late.append((p * q).sum(-1, keepdim=True))
         parts = pooled + late

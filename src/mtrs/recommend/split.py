@@ -185,8 +185,8 @@ class SplitScorer(nn.Module):
             if len(split.candidate_cols):
                 late = maps.weight.index_select(0, split.candidate_cols)  # [c, P]
                 pre = torch.addmm(part["pre"], split.candidate_values(part, sides, spans), late)
-                pre += split.per_user(sides, spans, "pre")
-            else:
-                pre = part["pre"] + split.per_user(sides, spans, "pre")
+                pre = split.plus_user(pre, sides, spans, "pre", inplace=True)
+            else:  # the item side's rows may be views of the cache: a new tensor
+                pre = split.plus_user(part["pre"], sides, spans, "pre", inplace=False)
             logits.update(model.event_logits(FoldedInput(pre, maps.slots)))
         return self.tasks.predict(logits)
