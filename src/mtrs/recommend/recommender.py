@@ -237,6 +237,7 @@ class Recommender:
             tuple[tuple[tuple[object, ...], tuple[int, ...]], dict[str, Tensor]] | None
         ) = None
         self._cache_lock = threading.Lock()
+        self._params: tuple[nn.Module, list[nn.Parameter]] | None = None
         self.proc = processor
         self.tasks = tasks
         self.catalog = catalog
@@ -476,7 +477,12 @@ class Recommender:
         # The objects themselves (compared by identity, and kept alive by the cache, so a
         # new catalog can never reuse a cached one's id); in-place weight updates
         # (load_state_dict, an optimizer step) bump each parameter's version counter.
-        versions = tuple(p._version for p in self.model.parameters())
+        # The parameter list is kept per model object (walking the modules each request
+        # cost more than reading the versions).
+        params = self._params
+        if params is None or params[0] is not self.model:
+            params = self._params = (self.model, list(self.model.parameters()))
+        versions = tuple(p._version for p in params[1])
         return (self.split, self.catalog, self.catalog.items), versions
 
     @torch.no_grad()

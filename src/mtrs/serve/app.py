@@ -37,9 +37,7 @@ from mtrs.serve.schemas import (
     ErrorOut,
     EventIn,
     EventOut,
-    ItemOut,
     MergeIn,
-    MergeOut,
     ModelOut,
     RecommendIn,
     RecommendOut,
@@ -223,10 +221,6 @@ class _Guard:
             return await receive()
 
         return replay
-
-
-def _items(entries: list[dict[str, Any]]) -> list[ItemOut]:
-    return [ItemOut(**e) for e in entries]
 
 
 def _label_columns(scorer: Recommender) -> set[str]:
@@ -422,7 +416,7 @@ def create_app(
         )
 
     @app.post("/v1/recommend", response_model=RecommendOut, responses=errors)
-    async def recommend(body: RecommendIn) -> RecommendOut:
+    async def recommend(body: RecommendIn) -> Response:
         """Top-K lists per task, the merged list and the predicted profile of one user."""
         start = time.perf_counter()
         served = holder.current()
@@ -443,18 +437,23 @@ def create_app(
         # Scored on the batcher's thread, with the requests that wait alongside this one.
         rec = await asyncio.wrap_future(batcher.submit(served, request))
         doc = rec.to_json()
-        return RecommendOut(
-            user_id=user_id,
-            model_id=served.model_id,
-            fallback=rec.fallback,
-            known_user=sc.catalog.user_row(user_id) is not None,
-            served_events=len(events),
-            lists={t: _items(v) for t, v in doc["lists"].items()},
-            merged=_items(doc["merged"]),
-            merge=MergeOut(**doc["merge"]),
-            profile=doc["profile"],
-            server_ms=(time.perf_counter() - start) * 1000,
+        # Validated once, in one call, and sent as it is: FastAPI would validate the
+        # response model again before serialising it (the hot path of the service).
+        out = RecommendOut.model_validate(
+            {
+                "user_id": user_id,
+                "model_id": served.model_id,
+                "fallback": rec.fallback,
+                "known_user": sc.catalog.user_row(user_id) is not None,
+                "served_events": len(events),
+                "lists": doc["lists"],
+                "merged": doc["merged"],
+                "merge": doc["merge"],
+                "profile": doc["profile"],
+                "server_ms": (time.perf_counter() - start) * 1000,
+            }
         )
+        return Response(out.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/score", response_model=ScoreOut, responses=errors)
     def score(body: ScoreIn) -> ScoreOut:
