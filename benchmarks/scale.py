@@ -11,6 +11,8 @@ Usage::
 
     python benchmarks/scale.py                          # 20,000,000 rows in runs/scale
     python benchmarks/scale.py --rows 1000000 --out /tmp/scale --json /tmp/scale.json
+    # the same log streamed with and without the reader thread, and in memory
+    python benchmarks/scale.py --rows 4000000 --out runs/scale4m --modes stream,stream-serial,memory
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ CONFIG = """
 [data]
 interactions = "interactions.parquet"
 items = "items.parquet"
-streaming = "always"
+streaming = "{streaming}"
 chunk_rows = {chunk_rows}
 shuffle_buffer_rows = {buffer_rows}
+prefetch_chunks = {prefetch}
 eval_rows = 200000
 
 [[features]]
@@ -183,20 +186,25 @@ def write_log(out: Path, rows: int, seed: int = 0) -> None:
             writer.close()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Generate (unless present), train in a child process, and measure."""
+# How each mode trains: (data.streaming, data.prefetch_chunks).
+MODES = {"stream": ("always", 1), "stream-serial": ("always", 0), "memory": ("never", 0)}
+
+
+def run(args: argparse.Namespace, mode: str, gen_seconds: float) -> dict[str, Any]:
+    """Train in a child process in one of :data:`MODES`, and measure."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     log = out / "interactions.parquet"
-    t0 = time.perf_counter()
-    if args.regenerate or not log.exists() or pq.ParquetFile(log).metadata.num_rows != args.rows:
-        write_log(out, args.rows)
-    gen_seconds = time.perf_counter() - t0
+    streaming, prefetch = MODES[mode]
     (out / "scale.toml").write_text(
         CONFIG.format(
-            chunk_rows=args.chunk_rows, buffer_rows=args.buffer_rows, threads=args.threads
+            chunk_rows=args.chunk_rows,
+            buffer_rows=args.buffer_rows,
+            threads=args.threads,
+            streaming=streaming,
+            prefetch=prefetch,
         )
     )
+    before_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     cmd = [
         sys.executable,
         "-m",
@@ -214,12 +222,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"mtrs train failed with exit code {proc.returncode}")
+    # RUSAGE_CHILDREN keeps the largest child's peak: exact for the first run, and a lower
+    # bound of "not more than" for later ones (reported as None when it did not rise).
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     trained = json.loads(proc.stdout)
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     epoch_seconds = sum(e["seconds"] for e in metrics["history"])
     train_rows = int(args.rows * (1 - 0.02))
     return {
+        "mode": mode,
+        "streaming": streaming,
+        "prefetch_chunks": prefetch,
         "rows": args.rows,
         "file_mb": round(log.stat().st_size / 2**20, 1),
         "generate_seconds": round(gen_seconds, 1),
@@ -227,7 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows_per_second_end_to_end": round(args.rows / wall),
         "epoch_seconds": round(epoch_seconds, 1),
         "train_rows_per_second_epoch": round(train_rows / epoch_seconds),
-        "peak_rss_mb": round(peak_kb / 1024),
+        "peak_rss_mb": round(peak_kb / 1024) if peak_kb > before_kb or not before_kb else None,
         "threads": args.threads,
         "chunk_rows": args.chunk_rows,
         "shuffle_buffer_rows": args.buffer_rows,
@@ -245,17 +258,44 @@ def main() -> None:
     p.add_argument("--buffer-rows", type=int, default=1_000_000)
     p.add_argument("--regenerate", action="store_true")
     p.add_argument("--json", dest="json_path", default=None, help="Also write the JSON here.")
-    args = p.parse_args()
-    res = run(args)
-    print(json.dumps(res, indent=2))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(res, indent=2))
-    print(
-        f"{res['rows']:,} rows: {res['train_process_seconds']} s in the training process "
-        f"({res['rows_per_second_end_to_end']:,} rows/s end to end, "
-        f"{res['train_rows_per_second_epoch']:,} training rows/s in the epoch), "
-        f"peak RSS {res['peak_rss_mb']:,} MB"
+    p.add_argument(
+        "--modes",
+        default="stream",
+        help="Comma-separated runs on the same log: stream (reader thread), stream-serial "
+        "(chunks read in turn), memory (the whole log in memory); each in a fresh process.",
     )
+    args = p.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise SystemExit(f"--modes: unknown {', '.join(unknown) or '(none)'}; use {list(MODES)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "interactions.parquet"
+    t0 = time.perf_counter()
+    if args.regenerate or not log.exists() or pq.ParquetFile(log).metadata.num_rows != args.rows:
+        write_log(out, args.rows)
+    gen_seconds = time.perf_counter() - t0
+    results = [run(args, mode, gen_seconds) for mode in modes]
+    doc: Any = results[0] if len(results) == 1 else results
+    print(json.dumps(doc, indent=2))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(doc, indent=2))
+    memory = next((r for r in results if r["mode"] == "memory"), None)
+    for res in results:
+        rss = f"{res['peak_rss_mb']:,} MB" if res["peak_rss_mb"] is not None else "not above"
+        ratio = (
+            f", {res['train_rows_per_second_epoch'] / memory['train_rows_per_second_epoch']:.0%}"
+            " of in memory"
+            if memory is not None and res is not memory
+            else ""
+        )
+        print(
+            f"{res['mode']}: {res['rows']:,} rows, {res['train_process_seconds']} s in the "
+            f"training process ({res['rows_per_second_end_to_end']:,} rows/s end to end, "
+            f"{res['train_rows_per_second_epoch']:,} training rows/s in the epoch{ratio}), "
+            f"peak RSS {rss}"
+        )
 
 
 if __name__ == "__main__":

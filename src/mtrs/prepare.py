@@ -214,7 +214,7 @@ def prepare(
             else got.full.take(torch.from_numpy(np.flatnonzero(is_train)))
         )
     else:
-        train = TrainStream(stream, cfg.data.shuffle_buffer_rows)
+        train = TrainStream(stream, cfg.data.shuffle_buffer_rows, cfg.data.prefetch_chunks)
     return Prepared(cfg, log, processor, got.catalog, train, got.valid, got.test)
 
 

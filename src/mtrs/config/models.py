@@ -79,6 +79,12 @@ class DataConfig(StrictModel):
     memory_budget_mb: int = Field(default=2048, ge=1)
     chunk_rows: int = Field(default=262144, ge=1)
     shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
+    prefetch_chunks: int = Field(
+        default=1,
+        ge=0,
+        description="Streamed training: chunks read and encoded ahead on a background "
+        "thread while the model trains (0: read in turn).",
+    )
     eval_rows: int = Field(default=200_000, ge=1)
     item_title_col: str | None = None
     display_cols: list[str] = Field(default_factory=list)

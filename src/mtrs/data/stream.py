@@ -11,6 +11,7 @@ from mtrs.data.batch import Batch
 from mtrs.data.encoders import KeyIndex
 from mtrs.data.history import HistoryBuilder
 from mtrs.data.log import Chunk, Log, row_hash_key
+from mtrs.data.prefetch import prefetched
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.profiles import hold_out_profiles
 from mtrs.data.split import TRAIN, hash_uniform
@@ -56,17 +57,28 @@ class EncodedStream:
 
 
 class TrainStream:
-    """The training rows of an :class:`EncodedStream`, for ``Trainer.fit`` (a ``BatchStream``)."""
+    """The training rows of an :class:`EncodedStream`, for ``Trainer.fit`` (a ``BatchStream``).
 
-    def __init__(self, stream: EncodedStream, buffer_rows: int) -> None:
+    Args:
+        stream: The encoded chunks.
+        buffer_rows: Rows of the trainer's shuffle buffer.
+        prefetch: Chunks read and encoded ahead on a background thread (0: none).
+    """
+
+    def __init__(self, stream: EncodedStream, buffer_rows: int, prefetch: int = 1) -> None:
         self.stream = stream
         self.buffer_rows = buffer_rows
+        self.prefetch = prefetch
         # (rank, world) under data parallelism: chunk i trains on rank i mod world, so every
         # row trains exactly once per epoch, on one rank.
         self.shard = (0, 1)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        """The training rows of every chunk (of this rank's chunks), in file order."""
+        """The training rows of every chunk (of this rank's chunks), in file order, read up
+        to ``prefetch`` chunks ahead of the caller."""
+        return prefetched(self._batches(), self.prefetch)
+
+    def _batches(self) -> Iterator[Batch]:
         rank, world = self.shard
         keep = None if world == 1 else (lambda i: i % world == rank)
         for ch, batch in self.stream.encoded(keep):
