@@ -72,8 +72,11 @@ class MultiTaskModel(nn.Module):
             else None
         )
 
-    def forward(self, batch: Batch, user_tasks: bool = True) -> ModelOutput:
-        """Logits of every task; ``user_tasks=False`` skips the user-side pass (serving lists)."""
+    def forward(
+        self, batch: Batch, user_tasks: bool = True, event_tasks: bool = True
+    ) -> ModelOutput:
+        """Logits of every task; ``user_tasks=False`` skips the user-side pass (serving lists),
+        ``event_tasks=False`` the full-row pass (serving profiles; not while training)."""
         logits: dict[str, Tensor] = {}
         gates: dict[str, Tensor] = {}
         shared_loss = None
@@ -81,7 +84,7 @@ class MultiTaskModel(nn.Module):
         # Each pass runs only its own tasks' layers: the full rows feed the event tasks, the
         # user side the user-scoped ones (a model of user tasks only skips the first pass
         # unless its shared objective needs it).
-        if self.event_tasks or objective is not None:
+        if (event_tasks and self.event_tasks) or objective is not None:
             x = self.embedding(batch)
             out = self.arch(x, tasks=self.event_tasks)
             logits = {t: self.heads[t](out.tasks[t]) for t in self.event_tasks}
@@ -119,14 +122,19 @@ class HardParallelModel(nn.Module):
             {t.name: MultiTaskModel(proc, cfg, [t], cfg.model.architecture) for t in tasks}
         )
 
-    def forward(self, batch: Batch, user_tasks: bool = True) -> ModelOutput:
-        """Each task's own model; ``user_tasks=False`` skips profiling tasks (serving lists)."""
+    def forward(
+        self, batch: Batch, user_tasks: bool = True, event_tasks: bool = True
+    ) -> ModelOutput:
+        """Each task's own model; ``user_tasks=False`` skips profiling tasks (serving lists),
+        ``event_tasks=False`` the event tasks (serving profiles)."""
         logits: dict[str, Tensor] = {}
         losses: list[Tensor] = []
         for part in self.parts.values():
-            if not user_tasks and not part.event_tasks:
+            if (not user_tasks and not part.event_tasks) or (
+                not event_tasks and not part.user_tasks
+            ):
                 continue
-            o = part(batch, user_tasks)
+            o = part(batch, user_tasks, event_tasks)
             logits.update(o.logits)
             if o.shared_loss is not None:
                 losses.append(o.shared_loss)

@@ -336,3 +336,28 @@ def test_a_folded_side_over_the_memory_budget_caches_input_rows() -> None:
     side = rec.item_side()
     assert "x" in side and "pre" not in side
     _assert_same(rec, 0, np.arange(N_ITEMS), "over the budget")
+
+
+@pytest.mark.parametrize("arch", ["shared_bottom", "single", "ple"])
+def test_profiles_run_the_user_side_pass_only(arch: str) -> None:
+    """The profile of a torch model comes from the user-side pass alone, with the values of
+    the full forward (which also runs the event tasks' pass)."""
+    rec = _recommender(arch, ("din",))
+    calls: list[bool] = []
+
+    def seen(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        calls.append(bool(kwargs.get("user_only", False)))
+
+    embeddings = [m for m in rec.model.modules() if type(m).__name__ == "FeatureEmbedding"]
+    handles = [e.register_forward_pre_hook(seen, with_kwargs=True) for e in embeddings]
+    try:
+        got = rec.profile(3)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls and all(calls)  # user-side passes only
+    row = rec._assemble(rec._user(3), rec.catalog.context, torch.zeros(1, dtype=torch.long))
+    with torch.no_grad():
+        want = rec.tasks.predict(rec.model(row).logits)
+    assert set(got) == {"gender"}
+    assert got["gender"] == pytest.approx(float(want["gender"][0]), rel=1e-6)

@@ -159,21 +159,30 @@ class SplitEmbedding(nn.Module):
 
     def user_side(self, user: Batch) -> dict[str, Tensor]:
         """What one row's user and context contribute, whatever the item (once per request)."""
+        return self.user_sides(user)[0]
+
+    def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
+        """:meth:`user_side` of every row of ``users`` (one embedding pass for them all)."""
         emb = self.embedding
-        x, e = emb.embed_fields(user, histories=True)
-        out = {"x": self._place(x, self.user_cols, self.user_pairs, e)}
+        x, e = emb.embed_fields(users, histories=True)
+        placed = self._place(x, self.user_cols, self.user_pairs, e)
+        out: list[dict[str, Tensor]] = [{"x": placed[b : b + 1]} for b in range(len(placed))]
         if self.use_dots:
             assert e is not None
-            out["dots"] = e[0].index_select(0, self.user_dots)
+            dots = e.index_select(1, self.user_dots)
+            for b, side in enumerate(out):
+                side["dots"] = dots[b]
         for f in emb.hist_features:
             if f.name not in self.attended:
                 continue
-            seq, mask = emb.history_sequence(user, f)
-            weight, bias = self._attention(f.name).fold(seq[0])
-            out[f"seq.{f.name}"] = seq[0]
-            out[f"mask.{f.name}"] = mask[0]
-            out[f"weight.{f.name}"] = weight
-            out[f"bias.{f.name}"] = bias
+            seq, mask = emb.history_sequence(users, f)
+            attn = self._attention(f.name)
+            for b, side in enumerate(out):
+                weight, bias = attn.fold(seq[b])
+                side[f"seq.{f.name}"] = seq[b]
+                side[f"mask.{f.name}"] = mask[b]
+                side[f"weight.{f.name}"] = weight
+                side[f"bias.{f.name}"] = bias
         return out
 
     def forward(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> Tensor:

@@ -228,6 +228,7 @@ class Recommender:
     ) -> None:
         self.model = model.eval()
         self.predictor: Predictor = predictor or self._torch_predict
+        self._torch = predictor is None
         self.split: SplitPredictor | None = None
         if isinstance(predictor, SplitPredictor):
             self.split = predictor
@@ -446,10 +447,12 @@ class Recommender:
         batched = isinstance(split, BatchedSplitPredictor)
         if split is not None and len(rows):
             items = self.item_side()
-            sides = [
-                split.user_side(self._assemble(f, c, r[:1])) if len(r) else {}
-                for f, c, r in zip(feats, ctx, cands, strict=True)
-            ]
+            scored = [u for u, r in enumerate(cands) if len(r)]
+            assembled = [self._assemble(feats[u], ctx[u], cands[u][:1]) for u in scored]
+            user_rows = assembled[0] if len(assembled) == 1 else Batch.concat(assembled)
+            sides: list[dict[str, Tensor]] = [{} for _ in cands]
+            for u, side in zip(scored, split.user_sides(user_rows), strict=True):
+                sides[u] = side
         for pieces in _chunks(spans, self.cfg.chunk_size, together=batched):
             u = pieces[0][0]
             chunk_rows = rows[pieces[0][1] : pieces[-1][2]]
@@ -545,7 +548,11 @@ class Recommender:
             self._assemble(self._user(u), self.catalog.context if c is None else c, zero)
             for u, c in zip(users, ctxs, strict=True)
         ]
-        probs = self.predictor(rows[0] if len(rows) == 1 else Batch.concat(rows), True)
+        batch = rows[0] if len(rows) == 1 else Batch.concat(rows)
+        if self._torch:  # the user-side pass only (the event tasks' pass is not read here)
+            probs = self.tasks.predict(self.model(batch, event_tasks=False).logits)
+        else:
+            probs = self.predictor(batch, True)
         return [self._profile(probs, i) for i in range(len(rows))]
 
     def _profile(self, probs: dict[str, Tensor], row: int = 0) -> dict[str, Any]:

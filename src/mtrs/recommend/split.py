@@ -52,6 +52,10 @@ class SplitPredictor(Protocol):
         """One assembled row (user, context) → its named tensors."""
         ...
 
+    def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
+        """:meth:`user_side` of every row of ``users``."""
+        ...
+
     def candidates(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> dict[str, Tensor]:
         """Rows of the item side and one user side → event-task and relation predictions."""
         ...
@@ -138,14 +142,21 @@ class SplitScorer(nn.Module):
 
     def user_side(self, user: Batch) -> dict[str, Tensor]:
         """Every part's user side of one assembled row."""
-        out: dict[str, Tensor] = {}
+        return self.user_sides(user)[0]
+
+    def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
+        """:meth:`user_side` of every assembled row of ``users``, in one pass."""
+        out: list[dict[str, Tensor]] = [{} for _ in range(len(users))]
         for i, split in enumerate(self.splits):
             assert isinstance(split, SplitEmbedding)
-            side = split.user_side(user)
+            sides = split.user_sides(users)
             maps = self.input_maps(i)
             if maps is not None:
-                side["pre"] = side["x"] @ maps.weight
-            out.update({self._key(i, k): v for k, v in side.items()})
+                pre = torch.cat([s["x"] for s in sides]) @ maps.weight
+                for b, side in enumerate(sides):
+                    side["pre"] = pre[b : b + 1]
+            for whole, side in zip(out, sides, strict=True):
+                whole.update({self._key(i, k): v for k, v in side.items()})
         return out
 
     def forward(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> dict[str, Tensor]:
