@@ -18,6 +18,7 @@ from mtrs.data.log import FrameLog
 from mtrs.data.split import TEST
 from mtrs.datasets import load_movielens_100k
 from mtrs.datasets.movielens_job import movielens_config, movielens_tables
+from mtrs.experiments.grid import default_jobs
 from mtrs.experiments.ranking import (
     catalog_as_of_test,
     rank_evaluate,
@@ -206,6 +207,7 @@ def test_benchmark_end_to_end(
     }
     runs = json.loads((out / "runs.json").read_text())
     assert runs["settings"]["max_users"] == 120
+    assert runs["settings"]["jobs"] == default_jobs()  # one run per thread by default
     # Each baseline's setting was chosen on the validation period (its metrics are recorded).
     for name in ("item_knn", "ease", "als"):
         (chosen,) = runs["settings"]["baselines"][name]

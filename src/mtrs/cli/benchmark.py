@@ -38,12 +38,12 @@ def movielens_100k(
         typer.Option(help="Non-neural baselines, comma-separated (item_knn, ease, als) or none."),
     ] = "item_knn,ease,als",
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Runs trained side by side in worker processes, the threads split between "
-            "them (docs/movielens.md: when it pays)."
+            "them (default: one run per thread, at most 4; docs/movielens.md)."
         ),
-    ] = 1,
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json on stdout.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a previous output in OUT.")

@@ -26,6 +26,18 @@ from mtrs.prepare import Prepared
 from mtrs.train.diagnostics import GradientSimilarity
 from mtrs.train.trainer import Trainer
 
+# Runs side by side by default: each worker holds its own copy of a seed's data (about 1 GB on
+# MovieLens-100K), so a large machine still starts at most this many.
+MAX_DEFAULT_JOBS = 4
+
+
+def default_jobs(threads: int | None = None) -> int:
+    """Runs trained at once by default: one per thread (``torch.get_num_threads()``), at most
+    :data:`MAX_DEFAULT_JOBS`; a run's small steps use one thread nearly as well as two."""
+    n = torch.get_num_threads() if threads is None else threads
+    return max(1, min(n, MAX_DEFAULT_JOBS))
+
+
 # (architecture, λ or None for the config's own, seed) → the run's config.
 ConfigFor = Callable[[str, float | None, int], JobConfig]
 

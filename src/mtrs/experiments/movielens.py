@@ -26,7 +26,7 @@ from mtrs.experiments.aggregate import Results, SeedMetrics, aggregate, run_stat
 from mtrs.experiments.baselines import LABELS as BASELINE_LABELS
 from mtrs.experiments.baselines import NAMES as BASELINE_NAMES
 from mtrs.experiments.baselines import BaselineRunner
-from mtrs.experiments.grid import Grid, Scored, run_grid
+from mtrs.experiments.grid import Grid, Scored, default_jobs, run_grid
 from mtrs.experiments.merge_fit import fit_merge
 from mtrs.experiments.ranking import (
     MERGED,
@@ -203,7 +203,7 @@ def run_benchmark(
     max_users: int | None = None,
     baselines: Sequence[str] = BASELINE_NAMES,
     console: Console | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
 ) -> BenchmarkResult:
     """Train every architecture for every seed, rank, aggregate, and write the outputs.
 
@@ -222,7 +222,8 @@ def run_benchmark(
         baselines: Non-neural baselines to tune (on the validation period) and rank with.
         console: Where progress goes (None: silent).
         jobs: Runs trained side by side in worker processes (threads split between them;
-            :func:`~mtrs.experiments.grid.run_grid`).
+            :func:`~mtrs.experiments.grid.run_grid`); default
+            :func:`~mtrs.experiments.grid.default_jobs` (one run per thread, at most 4).
 
     Returns:
         The aggregate (row → task or list → metric → mean and std) and every run.
@@ -236,6 +237,8 @@ def run_benchmark(
         raise MtrsUserError(f"--epochs: must be at least 1, got {epochs}")
     if max_users is not None and max_users < 1:
         raise MtrsUserError(f"--max-users: must be at least 1, got {max_users}")
+    if jobs is None:
+        jobs = default_jobs()
     if jobs < 1:
         raise MtrsUserError(f"--jobs: must be at least 1, got {jobs}")
     archs = resolve_architectures(architectures)
