@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +72,14 @@ class Vocabulary:
             codes = (h % np.uint64(self.hash_buckets)).astype(np.int64) + 2
             codes[keys.isna().to_numpy()] = OOV
             return codes
-        index = self._index()
-        idx = index.get_indexer(
-            pd.Index(keys.astype(object).where(keys.notna(), None), dtype=object)
-        )
-        return np.where(idx >= 0, idx + 2, OOV).astype(np.int64)
+        # The distinct keys are looked up (``pd.factorize`` hashes the column in one pass),
+        # then spread back over the rows; missing keys are OOV.
+        rows, distinct = pd.factorize(keys)
+        if not len(distinct):
+            return np.full(len(keys), OOV, np.int64)
+        idx = self._index().get_indexer(pd.Index(np.asarray(distinct, dtype=object)))
+        mapped = np.where(idx >= 0, idx + 2, OOV).astype(np.int64)
+        return np.where(rows >= 0, mapped[rows], OOV)
 
     def _index(self) -> pd.Index:
         cached: pd.Index | None = getattr(self, "_cached_index", None)
@@ -208,21 +212,31 @@ class KeyIndex:
     """Raw ids → dense codes in order of first appearance, grown chunk by chunk."""
 
     def __init__(self) -> None:
-        self.index = pd.Index([], dtype=object)
+        self._code: dict[object, int] = {}
+        self._keys: list[object] = []
 
     def codes(self, values: pd.Series) -> np.ndarray:
-        """Codes of ``values``, adding ids not seen before."""
-        keys = pd.Index(as_keys(values).astype(object), dtype=object)
-        idx = self.index.get_indexer(keys)
-        if (idx < 0).any():
-            fresh = pd.unique(keys[idx < 0].to_numpy())
-            self.index = self.index.append(pd.Index(fresh, dtype=object))
-            idx = self.index.get_indexer(keys)
-        return idx.astype(np.int64)
+        """Codes of ``values``, adding ids not seen before.
+
+        Each chunk's distinct ids (``pd.factorize``: in order of first appearance) are
+        looked up once, not every row's; new ones get the next codes in that order.
+        """
+        rows, distinct = pd.factorize(as_keys(values), use_na_sentinel=False)
+        keys = np.asarray(distinct, dtype=object)
+        lookup = map(self._code.get, keys, itertools.repeat(-1, len(keys)))
+        mapped = np.fromiter(lookup, np.int64, count=len(keys))
+        fresh = np.flatnonzero(mapped < 0)
+        if len(fresh):
+            new = len(self._keys) + np.arange(len(fresh), dtype=np.int64)
+            mapped[fresh] = new
+            fresh_keys = keys[fresh].tolist()
+            self._code.update(zip(fresh_keys, new.tolist(), strict=True))
+            self._keys.extend(fresh_keys)
+        return mapped[rows]
 
     def keys(self) -> list[str]:
         """The ids as strings, in code order."""
-        return [str(k) for k in self.index]
+        return [str(k) for k in self._keys]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._keys)

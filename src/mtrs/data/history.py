@@ -26,8 +26,10 @@ def history_indices(
     time: np.ndarray,
     is_source: np.ndarray,
     max_length: int,
+    first: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For every event, the rows of the same user's source events strictly before it.
+    """For every event from row ``first`` on, the rows of the same user's source events
+    strictly before it.
 
     An event's history holds only events with a strictly smaller timestamp, so events at the
     same instant (e.g. a rating and its sampled negatives) never see each other.
@@ -37,12 +39,15 @@ def history_indices(
         time: Timestamps, shape [n] (any numeric type).
         is_source: Which rows count as interactions for the history, bool [n].
         max_length: N, the number of most recent source events kept.
+        first: The first row whose history is wanted (the rows before it are earlier
+            events that only feed the histories: a streamed chunk's carried prefix).
 
     Returns:
-        ``(rows, valid)``: ``rows`` int64 [n, N] indexes into the input rows (oldest first,
-        most recent last, left-padded), ``valid`` bool [n, N] marks real entries.
+        ``(rows, valid)``: ``rows`` int64 [n - first, N] indexes into the input rows (oldest
+        first, most recent last, left-padded), ``valid`` bool [n - first, N] marks real
+        entries.
     """
-    n = len(user)
+    n = len(user) - first
     src = np.flatnonzero(is_source)
     if len(src) == 0:
         # No source events at all (e.g. no click in these rows): every history is empty.
@@ -50,13 +55,13 @@ def history_indices(
     # Rank timestamps so that (user, time) packs into one sortable int64 key.
     _, t_rank = np.unique(time, return_inverse=True)
     t_rank = t_rank.astype(np.int64)
-    span = np.int64(t_rank.max() + 2) if n else np.int64(2)
+    span = np.int64(t_rank.max() + 2)
     key_all = user.astype(np.int64) * span + t_rank
     order = np.argsort(key_all[src], kind="stable")
     src_sorted = src[order]
     key_src = key_all[src_sorted]
-    end = np.searchsorted(key_src, key_all, side="left")
-    start = np.searchsorted(key_src, user.astype(np.int64) * span, side="left")
+    end = np.searchsorted(key_src, key_all[first:], side="left")
+    start = np.searchsorted(key_src, user[first:].astype(np.int64) * span, side="left")
     pos = end[:, None] - max_length + np.arange(max_length)[None, :]
     valid = pos >= start[:, None]
     rows = np.where(valid, src_sorted[np.clip(pos, 0, len(src_sorted) - 1)], 0)
@@ -193,15 +198,14 @@ class HistoryBuilder:
                 }
             )
             old = self.state.get(f.name)
-            in_chunk = old["user"].isin(np.unique(user)).to_numpy() if old is not None else None
+            in_chunk = _present(old["user"].to_numpy(), user) if old is not None else None
             prefix = old[in_chunk] if old is not None and in_chunk is not None else None
             both = rows_here if prefix is None else pd.concat([prefix, rows_here])
             both = both.reset_index(drop=True)
             u = both["user"].to_numpy()
             t = both["time"].to_numpy()
             src = both["src"].to_numpy()
-            rows, valid = history_indices(u, t, src, f.max_length)
-            rows, valid = rows[-n:], valid[-n:]
+            rows, valid = history_indices(u, t, src, f.max_length, first=len(both) - n)
             items[f.name] = np.where(valid, both["code"].to_numpy()[rows], 0)
             if f.history_value:
                 v = self.source.scalers[f.name].transform(both["value"].to_numpy())
@@ -255,8 +259,18 @@ def _keep_rows(u: np.ndarray, t: np.ndarray, src: np.ndarray, n: int) -> np.ndar
     user_last = last_t.reindex(u).to_numpy()
     _, rows_a, valid_a = latest_history(u, t, src, n)
     earlier = src & (t < user_last)
-    keep = [rows_a[valid_a]]
+    keep = np.zeros(len(u), dtype=bool)
+    keep[rows_a[valid_a]] = True
     if earlier.any():
         _, rows_b, valid_b = latest_history(u, t, earlier, n)
-        keep.append(rows_b[valid_b])
-    return np.unique(np.concatenate(keep))
+        keep[rows_b[valid_b]] = True
+    return np.flatnonzero(keep)
+
+
+def _present(codes: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Which of ``codes`` occur in ``among`` (non-negative dense codes: a lookup table)."""
+    if not len(codes) or not len(among):
+        return np.zeros(len(codes), dtype=bool)
+    table = np.zeros(int(max(codes.max(), among.max())) + 1, dtype=bool)
+    table[among] = True
+    return table[codes]
