@@ -158,6 +158,15 @@ def test_streamed_training_equals_in_memory_training(data_dir: Path, streamed_jo
     assert 0.5 < streamed_job.test_metrics["click"]["auc"] < 1.0
 
 
+def test_a_reader_thread_gives_the_same_training(data_dir: Path, streamed_job: Job) -> None:
+    """Chunks read ahead on a background thread: the same steps, losses and metrics."""
+    ahead = run_job(_config(data_dir, prefetch_chunks=2))
+    assert [e.train_loss for e in ahead.result.history] == [
+        e.train_loss for e in streamed_job.result.history
+    ]
+    assert ahead.test_metrics == streamed_job.test_metrics
+
+
 def test_small_buffer_shows_every_training_row_once_per_epoch(data_dir: Path) -> None:
     cfg = _config(data_dir, shuffle_buffer_rows=500)
     users = pd.read_csv(data_dir / "users.csv")

@@ -80,10 +80,11 @@ class DataConfig(StrictModel):
     chunk_rows: int = Field(default=262144, ge=1)
     shuffle_buffer_rows: int = Field(default=1_000_000, ge=1)
     prefetch_chunks: int = Field(
-        default=1,
+        default=0,
         ge=0,
         description="Streamed training: chunks read and encoded ahead on a background "
-        "thread while the model trains (0: read in turn).",
+        "thread while the model trains (0: read in turn). Off by default: on a CPU the "
+        "reader competes with the training threads for the same cores (docs/performance.md).",
     )
     eval_rows: int = Field(default=200_000, ge=1)
     item_title_col: str | None = None

@@ -65,7 +65,7 @@ class TrainStream:
         prefetch: Chunks read and encoded ahead on a background thread (0: none).
     """
 
-    def __init__(self, stream: EncodedStream, buffer_rows: int, prefetch: int = 1) -> None:
+    def __init__(self, stream: EncodedStream, buffer_rows: int, prefetch: int = 0) -> None:
         self.stream = stream
         self.buffer_rows = buffer_rows
         self.prefetch = prefetch
