@@ -103,12 +103,18 @@ def test_serve_sets_threads_and_hands_the_app_to_uvicorn(
 
     seen: dict[str, object] = {}
 
-    def fake_run(app: object, host: str, port: int, log_level: str) -> None:
-        seen.update(app=app, host=host, port=port, threads=torch.get_num_threads())
+    def fake_run(app: object, host: str, port: int, log_level: str, access_log: bool) -> None:
+        seen.update(
+            app=app, host=host, port=port, threads=torch.get_num_threads(), access=access_log
+        )
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
     before = torch.get_num_threads()
     try:
+        assert run(["serve", str(models.a), "--port", "0", "--threads", "2"]) == 0
+        assert seen["access"] is True  # uvicorn's access log by default
+        assert run(["serve", str(models.a), "--port", "0", "--no-access-log"]) == 0
+        assert seen["access"] is False
         assert run(["serve", str(models.a), "--port", "0", "--threads", "2"]) == 0
     finally:
         torch.set_num_threads(before)
