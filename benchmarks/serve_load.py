@@ -138,8 +138,8 @@ def main() -> None:
     p.add_argument(
         "--access-log",
         action="store_true",
-        help="Run the server with its per-request access log (off by default here: it is "
-        "about 10%% of the server's CPU on 2 cores).",
+        help="Run the server with its per-request access log (off by default here: the "
+        "benchmark measures the service, not its logging).",
     )
     p.add_argument("--json", help="Write the rows as JSON here.")
     args = p.parse_args()

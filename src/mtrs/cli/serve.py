@@ -40,8 +40,8 @@ def serve(
         bool,
         typer.Option(
             "--access-log/--no-access-log",
-            help="A log line per request on stdout (uvicorn's access log). Off: about 10% "
-            "more requests/s on 2 cores (docs/serving.md); /metrics counts requests either way.",
+            help="A log line per request on stdout (uvicorn's access log); /metrics counts "
+            "requests either way.",
         ),
     ] = True,
 ) -> None:
