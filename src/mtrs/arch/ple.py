@@ -63,6 +63,17 @@ class ExtractionLevel(nn.Module):
         self.shared_gate = None if last else Gate(in_dim, num_tasks * self.per_task + n_shared)
         self.out_dim = self.shared_experts.out_dim
 
+    def input_layers(self, keep: Sequence[int] | None = None) -> list[nn.Module]:
+        """The layers that read the level's input when it is the first level (what
+        :meth:`forward` runs on it for the tasks at positions ``keep``; default all)."""
+        layers: list[nn.Module] = [self.shared_experts]
+        if self.task_experts is not None:
+            layers.append(self.task_experts)
+        layers += [self.task_gates[k] for k in (range(self.num_tasks) if keep is None else keep)]
+        if self.shared_gate is not None:
+            layers.append(self.shared_gate)
+        return layers
+
     def forward(
         self, task_in: Features, shared_in: Features, keep: Sequence[int] | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
@@ -157,18 +168,8 @@ class PLE(Architecture):
         if self.input.encoder is not None or not len(first.shared_experts.weights):
             return None
         # With one level the first is the last, whose task gates run for the wanted only.
-        keep = (
-            [self.names.index(t) for t in self.wanted(tasks)]
-            if len(self.levels) == 1
-            else range(len(self.names))
-        )
-        layers: list[nn.Module] = [first.shared_experts]
-        if first.task_experts is not None:
-            layers.append(first.task_experts)
-        layers += [first.task_gates[k] for k in keep]
-        if first.shared_gate is not None:
-            layers.append(first.shared_gate)
-        return layers
+        keep = [self.names.index(t) for t in self.wanted(tasks)] if len(self.levels) == 1 else None
+        return first.input_layers(keep)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         params = list(self.input.parameters())

@@ -9,7 +9,7 @@ over a Transformer-encoded history) and the dot interactions mix the two sides.
 * :meth:`~SplitEmbedding.item_side`, once per catalog: each item's fields at their place in
   ``x`` (zeros elsewhere) with the dot products among its own fields, its dot-field vectors
   and each attention's query (the item's vector);
-* :meth:`~SplitEmbedding.user_side`, once per request: the user and context fields (and
+* :meth:`~SplitEmbedding.user_sides`, once per request: the user and context fields (and
   their dot products), the pooled or Transformer-encoded histories, the user's dot-field
   vectors and each attention folded into one matrix of the query
   (:meth:`~mtrs.layers.sequence.TargetAttention.fold`);
@@ -44,7 +44,7 @@ class SplitEmbedding(nn.Module):
 
     Shape:
         item_side: items → ``x`` [N, d], ``dots`` [N, n_item, D], ``query.<h>`` [N, D];
-        user_side: one row → ``x`` [1, d], ``dots`` [n_user, D], per attended history
+        user_sides: per row → ``x`` [1, d], ``dots`` [n_user, D], per attended history
         ``seq.<h>`` [L, D], ``mask.<h>`` [L], ``weight.<h>`` [D, L·H], ``bias.<h>`` [L·H];
         forward: N rows of the item side and one user side → x [N, d].
     """
@@ -157,12 +157,9 @@ class SplitEmbedding(nn.Module):
             out[f"query.{name}"] = emb.item_vector(items, feature)
         return out
 
-    def user_side(self, user: Batch) -> dict[str, Tensor]:
-        """What one row's user and context contribute, whatever the item (once per request)."""
-        return self.user_sides(user)[0]
-
     def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
-        """:meth:`user_side` of every row of ``users`` (one embedding pass for them all)."""
+        """What each row's user and context contribute, whatever the item (once per
+        request; one embedding pass for all the rows)."""
         emb = self.embedding
         x, e = emb.embed_fields(users, histories=True)
         placed = self._place(x, self.user_cols, self.user_pairs, e)
@@ -197,7 +194,7 @@ class SplitEmbedding(nn.Module):
         Args:
             items: The item side of every row (the first ``spans[0]`` rows are the first
                 user's candidates, the next ``spans[1]`` the second's, …).
-            users: One user side per user (each what :meth:`user_side` gives).
+            users: One user side per user (each what :meth:`user_sides` gives).
             spans: How many rows each user has, in order (``sum(spans)`` rows in all).
 
         Returns:

@@ -5,7 +5,7 @@ candidate items with the model's own modules and weights — the values of
 ``tasks.predict(model(batch, user_tasks=False).logits)`` on the assembled rows — but each
 item's embedding work is done once per catalog (:meth:`SplitScorer.item_side`, cached by the
 :class:`~mtrs.recommend.recommender.Recommender`), the user's once per request
-(:meth:`SplitScorer.user_side`: user and context fields, pooled or encoded histories, the
+(:meth:`SplitScorer.user_sides`: user and context fields, pooled or encoded histories, the
 attention folded into one matrix), and per candidate only target attention, the dot
 interactions and the architecture (:meth:`SplitScorer.forward`).
 
@@ -48,12 +48,8 @@ class SplitPredictor(Protocol):
         (first axis: the rows)."""
         ...
 
-    def user_side(self, user: Batch) -> dict[str, Tensor]:
-        """One assembled row (user, context) → its named tensors."""
-        ...
-
     def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
-        """:meth:`user_side` of every row of ``users``."""
+        """Assembled rows (user, context), one per user → each row's named tensors."""
         ...
 
     def candidates(self, items: dict[str, Tensor], user: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -103,6 +99,7 @@ class SplitScorer(nn.Module):
         self.tasks = tasks
         self.prefixed = len(self.models) > 1 or isinstance(model, HardParallelModel)
         self.fold_budget_bytes = FOLD_BUDGET_BYTES
+        self._maps: dict[int, tuple[tuple[int, ...], InputMaps]] = {}
 
     def _key(self, part: int, name: str) -> str:
         return f"{part}{PART_SEPARATOR}{name}" if self.prefixed else name
@@ -114,17 +111,27 @@ class SplitScorer(nn.Module):
         return {k[len(head) :]: v for k, v in side.items() if k.startswith(head)}
 
     def input_maps(self, part: int) -> InputMaps | None:
-        """The part's first layers on the input as one map (None: it cannot be folded)."""
+        """The part's first layers on the input as one map (None: it cannot be folded).
+
+        Built once and rebuilt only when one of those layers' weights changed in place
+        (their version counters), not on every chunk and request.
+        """
         model = self.models[part]
         assert isinstance(model, MultiTaskModel)
         layers = model.arch.input_layers(model.event_tasks)
-        return InputMaps.of(layers) if layers else None
+        if not layers:
+            return None
+        versions = tuple(p._version for layer in layers for p in layer.parameters())
+        cached = self._maps.get(part)
+        if cached is None or cached[0] != versions:
+            cached = self._maps[part] = (versions, InputMaps.of(layers))
+        return cached[1]
 
     def folds(self, maps: InputMaps, rows: int) -> bool:
         """Whether an item side of ``rows`` rows caches pre-activations (P values per row)
         rather than input rows (d values): when that is no wider, or fits the budget."""
-        width = maps.width
-        return width <= maps.weight.shape[0] or rows * width * 4 <= self.fold_budget_bytes
+        width, size = maps.width, maps.weight.element_size()
+        return width <= maps.weight.shape[0] or rows * width * size <= self.fold_budget_bytes
 
     def item_side(self, items: Batch, catalog_rows: int | None = None) -> dict[str, Tensor]:
         """Every part's item side of these item rows (``catalog_rows`` in the whole
@@ -140,12 +147,8 @@ class SplitScorer(nn.Module):
             out.update({self._key(i, k): v for k, v in side.items()})
         return out
 
-    def user_side(self, user: Batch) -> dict[str, Tensor]:
-        """Every part's user side of one assembled row."""
-        return self.user_sides(user)[0]
-
     def user_sides(self, users: Batch) -> list[dict[str, Tensor]]:
-        """:meth:`user_side` of every assembled row of ``users``, in one pass."""
+        """Every part's user side of each assembled row of ``users``, in one pass."""
         out: list[dict[str, Tensor]] = [{} for _ in range(len(users))]
         for i, split in enumerate(self.splits):
             assert isinstance(split, SplitEmbedding)
@@ -178,7 +181,7 @@ class SplitScorer(nn.Module):
         Args:
             items: The item side of every row: ``spans[0]`` rows of the first user's
                 candidates, then ``spans[1]`` of the second's, and so on.
-            users: One user side per user (:meth:`user_side`).
+            users: One user side per user (:meth:`user_sides`).
             spans: Each user's number of rows.
 
         Returns:
