@@ -84,6 +84,15 @@ def start_server(
     raise SystemExit("mtrs serve did not become ready in 120 s")
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_level(
     url: str, users: list[str], clients: int, requests: int, timeout: float, k: int
 ) -> dict[str, Any]:
@@ -109,9 +118,10 @@ async def run_level(
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     lat = np.array(latencies)
     return {
         "clients": clients,
@@ -121,6 +131,9 @@ async def run_level(
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
         "p99_ms": float(np.percentile(lat, 99)),
+        # The load generator shares the machine's cores with the server: its own CPU time
+        # per request says how much of the machine the measurement itself takes.
+        "client_cpu_ms": cpu * 1000.0 / max(len(lat), 1),
     }
 
 
@@ -155,15 +168,24 @@ def main() -> None:
                   f"{len(users)} users sampled")  # fmt: skip
             asyncio.run(run_level(url, users, 1, 20, args.timeout, args.k))  # warm-up
             for clients in [int(c) for c in args.clients.split(",")]:
+                server_cpu = process_cpu_seconds(proc.pid)
                 row = asyncio.run(
                     run_level(url, users, clients, args.requests, args.timeout, args.k)
                 )
                 row["backend"] = backend
+                after = process_cpu_seconds(proc.pid)
+                row["server_cpu_ms"] = (
+                    None
+                    if server_cpu is None or after is None
+                    else (after - server_cpu) * 1000.0 / max(row["requests"], 1)
+                )
                 rows.append(row)
                 print(
                     f"  {clients:>3} clients: {row['requests_per_s']:7.1f} req/s  "
                     f"p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms  "
-                    f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}"
+                    f"p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}  "
+                    f"CPU ms/req: client {row['client_cpu_ms']:.2f}, "
+                    f"server {row['server_cpu_ms'] or float('nan'):.2f}"
                 )
         finally:
             proc.terminate()

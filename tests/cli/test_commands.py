@@ -118,6 +118,34 @@ def test_recommend_table_and_bad_weights(trained: Path, capsys: pytest.CaptureFi
     assert "clik" in capsys.readouterr().err
 
 
+QUICKSTART_IDS = Path(__file__).resolve().parents[2] / "configs" / "quickstart-ids.toml"
+TINY_LOG = ["--events", "4000", "--users", "120", "--items", "40", "--epochs", "1"]
+
+
+def test_quickstart_with_a_config_and_architectures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "qs"
+    argv = ["quickstart", "--out", str(out), *TINY_LOG, "--config", str(QUICKSTART_IDS)]
+    assert run([*argv, "--architectures", "esmm,mmoe"]) == 0
+    text = capsys.readouterr().out
+    assert "oracle" in text and "esmm" in text and "mmoe" in text and "single" not in text
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["esmm", "mmoe"]
+    saved = (out / "models" / "esmm" / "config.toml").read_text()
+    # The given config's features are trained, on the generated tables.
+    assert 'name = "shown_items"' in saved and 'name = "user_id"' in saved
+    assert str(out / "data" / "interactions.csv") in saved
+
+
+def test_quickstart_rejects_an_unknown_architecture_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "qs"
+    assert run(["quickstart", "--out", str(out), *TINY_LOG, "--architectures", "esmm,mmoee"]) == 2
+    assert "mmoee" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_quickstart_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         run(

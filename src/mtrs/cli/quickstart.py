@@ -12,6 +12,7 @@ from mtrs.cli.models import print_recommendation
 from mtrs.cli.output import console, metrics_table
 from mtrs.config.load import load_config, override
 from mtrs.config.models import seed_keys
+from mtrs.errors import MtrsUserError
 from mtrs.outdir import QUICKSTART, check_out
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ ARCHITECTURES = {
     "single": "hard parallel (single)",
     "shared_bottom": "soft parallel (shared bottom)",
 }
+DATA_TABLES = ("interactions", "users", "items")
 
 
 def write_report(out: Path, jobs: dict[str, Job], oracle: dict[str, dict[str, float]]) -> Path:
@@ -88,6 +90,16 @@ def quickstart(
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 2000,
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 500,
     epochs: Annotated[int | None, typer.Option(help="Override train.epochs.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A job config for the synthetic tables instead of the packaged one (its [data] "
+            "files are replaced by the generated ones), e.g. configs/quickstart-ids.toml."
+        ),
+    ] = None,
+    architectures: Annotated[
+        str, typer.Option(help="Comma-separated architectures to train and compare.")
+    ] = ",".join(ARCHITECTURES),
     seed: Annotated[
         int,
         typer.Option(
@@ -99,6 +111,14 @@ def quickstart(
     ] = False,
 ) -> None:
     """Generate data, train hard and soft parallel, compare with the oracle, report, recommend."""
+    from mtrs.arch.registry import get_architecture
+
+    names = list(dict.fromkeys(a.strip() for a in architectures.split(",") if a.strip()))
+    if not names:
+        raise MtrsUserError("--architectures: name at least one architecture")
+    for name in names:
+        get_architecture(name)
+    user_cfg = load_config(config) if config is not None else None  # a bad file fails first
     check_out(out, QUICKSTART, overwrite)
     import pandas as pd
 
@@ -110,7 +130,7 @@ def quickstart(
 
     start = time.perf_counter()
     data_dir = out / "data"
-    config = write_synth(
+    generated = write_synth(
         data_dir, SynthSpec(num_users=users, num_items=items, num_events=events, seed=seed)
     )
     console.print(
@@ -118,14 +138,19 @@ def quickstart(
         f"{items:,} items → {data_dir}"
     )
     truth = pd.read_csv(data_dir / "truth.csv")
-    base = load_config(config)
-    options: dict[str, Any] = dict.fromkeys(seed_keys(base), seed)
+    base = load_config(generated)
+    options: dict[str, Any] = {}
+    if user_cfg is not None:
+        base = user_cfg
+        options = {f"data.{t}": str(getattr(load_config(generated).data, t)) for t in DATA_TABLES}
+    options.update(dict.fromkeys(seed_keys(base), seed))
     if epochs is not None:
         options["train.epochs"] = epochs
-    base = override(base, options, str(config))
+    base = override(base, options, str(config or generated))
     prepared = prepare(base)
     jobs: dict[str, Job] = {}
-    for arch, label in ARCHITECTURES.items():
+    for arch in names:
+        label = ARCHITECTURES.get(arch, arch)
         cfg = base.model_copy(deep=True)
         cfg.model.architecture = arch
         console.print(f"[bold]2.[/] training {label} …")
@@ -141,19 +166,20 @@ def quickstart(
     )
     report = write_report(out, jobs, oracle)
     console.print(f"[bold]3.[/] report: {report}")
-    model = load_model(out / "models" / "shared_bottom")
+    shown = next((a for a in names if a != "single"), names[0])
+    model = load_model(out / "models" / shown)
     rec = model.recommender()
     counts = prepared.in_memory().frame.groupby("user_id").size().sort_values(ascending=False)
     picks = [counts.index[0], counts.index[len(counts) // 2], counts.index[-1]]
     console.print(
-        "[bold]4.[/] lists from the shared-bottom model (merge: "
+        f"[bold]4.[/] lists from the {shown} model (merge: "
         f"{model.cfg.recommend.merge} {model.cfg.recommend.weights})"
     )
     for u in picks:
         print_recommendation(rec.recommend(str(u)))
     console.print(
         f"done in {time.perf_counter() - start:.0f} s; models in {out / 'models'}; "
-        f"try: mtrs recommend {out / 'models' / 'shared_bottom'} --user {picks[0]}"
+        f"try: mtrs recommend {out / 'models' / shown} --user {picks[0]}"
     )
 
 

@@ -24,6 +24,8 @@ CITY_TIERS: tuple[int, ...] = (1, 2, 3, 4)
 #: 2026-01-01T00:00:00Z; the log starts at midnight UTC so that ``hour`` is the UTC hour.
 START_TIMESTAMP = 1_767_225_600
 LATENT_DIM = 8
+#: Weight of the user × item affinity (latent dot product / sqrt(LATENT_DIM)) in the click logit.
+CLICK_AFFINITY = 0.85
 
 # Target base rates; the intercepts are solved for so any spec lands on them.
 _TARGET_CTR = 0.10
@@ -81,6 +83,26 @@ class SynthSpec:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class ClickFactors:
+    """The click logit split into its user × item affinity and everything else.
+
+    ``logit(p_click) = CLICK_AFFINITY * (user_latent[u] · item_latent[i]) / sqrt(LATENT_DIM)
+    + rest_logit``, per impression. It lets an analysis ask how well the affinity can be learnt
+    from the log at all (e.g. ``benchmarks/synth_bound.py``); it is never written to disk.
+
+    Args:
+        user_latent: float [num_users, LATENT_DIM], the users' taste vectors.
+        item_latent: float [num_items, LATENT_DIM], the items' vectors.
+        rest_logit: float [num_events], the click logit less the affinity term (intercept,
+            popularity, hour, device, price), aligned with ``interactions``.
+    """
+
+    user_latent: FloatArray
+    item_latent: FloatArray
+    rest_logit: FloatArray
+
+
 @dataclass
 class SynthData:
     """A generated log and its ground truth.
@@ -92,12 +114,14 @@ class SynthData:
         items: ``item_id``, ``category``, ``brand``, ``price``.
         truth: ``event_id``, ``p_click`` (true click probability) and ``p_purchase``
             (true purchase probability given a click), aligned with ``interactions``.
+        factors: The latent vectors behind ``p_click`` (not written by :func:`write`).
     """
 
     interactions: pd.DataFrame
     users: pd.DataFrame
     items: pd.DataFrame
     truth: pd.DataFrame
+    factors: ClickFactors | None = None
 
 
 @dataclass(frozen=True)
@@ -286,8 +310,8 @@ def _make_events(
 
 def _true_probabilities(
     rng: np.random.Generator, users: _Users, items: _Items, brand_quality: FloatArray, ev: _Events
-) -> tuple[FloatArray, FloatArray]:
-    """Computes the true p(click) and p(purchase | click) of every impression."""
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The true p(click), p(purchase | click) and the click logit less its affinity term."""
     affinity = np.einsum("ij,ij->i", users.latent[ev.user], items.latent[ev.item]) / np.sqrt(
         LATENT_DIM
     )
@@ -298,7 +322,7 @@ def _true_probabilities(
     # Browsing peaks in the evening; people click more then, and less in the small hours.
     hour_effect = 0.25 * np.cos(2.0 * np.pi * (ev.hour - 21.0) / 24.0)
     click_logit = (
-        0.85 * affinity
+        CLICK_AFFINITY * affinity
         + 0.25 * pop_effect
         + hour_effect
         + _DEVICE_CLICK_EFFECT[ev.device]
@@ -320,7 +344,7 @@ def _true_probabilities(
     # The purchase intercept targets the rate among clicks, so it is solved weighting by p_click.
     c0 = _solve_intercept(purchase_logit, _TARGET_CVR, weights=p_click)
     p_purchase = _sigmoid(c0 + purchase_logit)
-    return p_click, p_purchase
+    return p_click, p_purchase, b0 + click_logit - CLICK_AFFINITY * affinity
 
 
 def generate(spec: SynthSpec) -> SynthData:
@@ -347,7 +371,7 @@ def generate(spec: SynthSpec) -> SynthData:
     users, category_cdf = _make_users(spec, rng, centroids)
     items, brand_quality = _make_items(spec, rng, centroids)
     ev = _make_events(spec, rng, users, items, category_cdf)
-    p_click, p_purchase = _true_probabilities(rng, users, items, brand_quality, ev)
+    p_click, p_purchase, rest_logit = _true_probabilities(rng, users, items, brand_quality, ev)
     click = (rng.random(spec.num_events) < p_click).astype(np.int64)
     purchase = click * (rng.random(spec.num_events) < p_purchase).astype(np.int64)
 
@@ -383,7 +407,8 @@ def generate(spec: SynthSpec) -> SynthData:
         }
     )
     truth = pd.DataFrame({"event_id": event_id, "p_click": p_click, "p_purchase": p_purchase})
-    return SynthData(interactions=interactions, users=users_df, items=items_df, truth=truth)
+    factors = ClickFactors(users.latent, items.latent, rest_logit)
+    return SynthData(interactions, users_df, items_df, truth, factors)
 
 
 def write(
