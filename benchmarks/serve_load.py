@@ -60,13 +60,15 @@ def prepare_model(args: argparse.Namespace) -> Path:
 
 
 def start_server(
-    model: Path, backend: str, threads: int, access_log: bool = False
+    model: Path, backend: str, threads: int | None, access_log: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``mtrs serve`` in a child process; returns it and its base URL once it is ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "mtrs.cli.main", "serve", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--threads", str(threads), "--backend", backend,
+           "--port", str(port), "--backend", backend,
            "--access-log" if access_log else "--no-access-log"]  # fmt: skip
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -145,7 +147,12 @@ def main() -> None:
     p.add_argument("--backends", default="torch,onnx", help="Comma-separated: torch, onnx.")
     p.add_argument("--clients", default="1,8,32", help="Concurrency levels.")
     p.add_argument("--requests", type=int, default=2000, help="Requests per level.")
-    p.add_argument("--threads", type=int, default=2, help="Scoring threads of the server.")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Scoring threads of the server (default: mtrs serve's, the CPUs less one).",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="Seconds per request.")
     p.add_argument("--k", type=int, default=10, help="List length.")
     p.add_argument(
@@ -156,7 +163,6 @@ def main() -> None:
     )
     p.add_argument("--json", help="Write the rows as JSON here.")
     args = p.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     model = prepare_model(args)
     rows = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
 from pathlib import Path
@@ -115,6 +116,13 @@ def test_serve_sets_threads_and_hands_the_app_to_uvicorn(
         assert seen["access"] is True  # uvicorn's access log by default
         assert run(["serve", str(models.a), "--port", "0", "--no-access-log"]) == 0
         assert seen["access"] is False
+        # Without --threads: the CPUs this process may use, less one for the event loop.
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        assert run(["serve", str(models.a), "--port", "0"]) == 0
+        assert seen["threads"] == 3
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+        assert run(["serve", str(models.a), "--port", "0"]) == 0
+        assert seen["threads"] == 1
         assert run(["serve", str(models.a), "--port", "0", "--threads", "2"]) == 0
     finally:
         torch.set_num_threads(before)

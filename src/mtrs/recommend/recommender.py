@@ -234,6 +234,8 @@ class Recommender:
             self.split = predictor
         elif predictor is None and supports_split(model):
             self.split = SplitScorer(model, tasks).eval()
+        # A Protocol isinstance check walks the protocol's members: once, not per request.
+        self._batched = isinstance(self.split, BatchedSplitPredictor)
         self._item_cache: (
             tuple[tuple[tuple[object, ...], tuple[int, ...]], dict[str, Tensor]] | None
         ) = None
@@ -444,7 +446,7 @@ class Recommender:
         rows = torch.cat(cands) if cands else torch.zeros(0, dtype=torch.long)
         parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
         split = self.split
-        batched = isinstance(split, BatchedSplitPredictor)
+        batched = self._batched
         if split is not None and len(rows):
             items = self.item_side()
             scored = [u for u, r in enumerate(cands) if len(r)]
@@ -460,8 +462,8 @@ class Recommender:
                 preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
             else:
                 selected = _rows_of(items, chunk_rows)
-                if isinstance(split, BatchedSplitPredictor) and len(pieces) > 1:
-                    preds = split.candidates_many(
+                if batched and len(pieces) > 1:
+                    preds = split.candidates_many(  # type: ignore[attr-defined]
                         selected,
                         [sides[o] for o, _, _ in pieces],
                         [hi - lo for _, lo, hi in pieces],

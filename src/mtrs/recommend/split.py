@@ -100,6 +100,9 @@ class SplitScorer(nn.Module):
         self.prefixed = len(self.models) > 1 or isinstance(model, HardParallelModel)
         self.fold_budget_bytes = FOLD_BUDGET_BYTES
         self._maps: dict[int, tuple[tuple[int, ...], InputMaps]] = {}
+        # The parts' first layers and their parameters, listed once (the layers never change;
+        # only their weights may, which the parameters' version counters show).
+        self._input_layers: dict[int, tuple[list[nn.Module], list[Tensor]]] = {}
 
     def _key(self, part: int, name: str) -> str:
         return f"{part}{PART_SEPARATOR}{name}" if self.prefixed else name
@@ -116,12 +119,19 @@ class SplitScorer(nn.Module):
         Built once and rebuilt only when one of those layers' weights changed in place
         (their version counters), not on every chunk and request.
         """
-        model = self.models[part]
-        assert isinstance(model, MultiTaskModel)
-        layers = model.arch.input_layers(model.event_tasks)
+        listed = self._input_layers.get(part)
+        if listed is None:
+            model = self.models[part]
+            assert isinstance(model, MultiTaskModel)
+            layers = model.arch.input_layers(model.event_tasks) or []
+            listed = self._input_layers[part] = (
+                layers,
+                [p for layer in layers for p in layer.parameters()],
+            )
+        layers, params = listed
         if not layers:
             return None
-        versions = tuple(p._version for layer in layers for p in layer.parameters())
+        versions = tuple(p._version for p in params)
         cached = self._maps.get(part)
         if cached is None or cached[0] != versions:
             cached = self._maps[part] = (versions, InputMaps.of(layers))

@@ -32,7 +32,10 @@ def load_backend(model_dir: str | Path, backend: str = "torch") -> Recommender:
 
         return load_model(model_dir).recommender()
     if backend == "onnx":
+        import torch
+
         from mtrs.export.onnx import load_recommender  # onnx itself is imported lazily there
 
-        return load_recommender(Path(model_dir))
+        # onnxruntime would take every core by default; it gets the threads torch was given.
+        return load_recommender(Path(model_dir), threads=torch.get_num_threads())
     raise MtrsUserError(f"--backend: unknown backend '{backend}' ({', '.join(BACKENDS)})")
