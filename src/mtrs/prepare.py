@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from mtrs.config.models import JobConfig
 from mtrs.data.batch import Batch
+from mtrs.data.chunk_cache import ChunkCache
 from mtrs.data.fitter import ProcessorFitter
 from mtrs.data.log import FrameLog, Log, open_log
 from mtrs.data.processor import FittedProcessor
@@ -102,12 +103,18 @@ class Collected:
     full: Batch | None
 
 
-def collect(stream: EncodedStream, split_rows: np.ndarray, with_catalog: bool = True) -> Collected:
+def collect(
+    stream: EncodedStream,
+    split_rows: np.ndarray,
+    with_catalog: bool = True,
+    cache: ChunkCache | None = None,
+) -> Collected:
     """Pass 2: encode every chunk, keep the evaluation rows and (optionally) build the catalog.
 
     A log in memory keeps every row. A streamed log keeps validation and test rows sampled
     by a hash of the split seed and each row's position, at the rates that leave about
-    ``data.eval_rows`` of each, so a later pass over the same log keeps the same rows.
+    ``data.eval_rows`` of each, so a later pass over the same log keeps the same rows; with a
+    ``cache``, it also writes each chunk's training rows there.
     """
     cfg = stream.proc.cfg
     in_memory = stream.log.memory is not None
@@ -116,9 +123,13 @@ def collect(stream: EncodedStream, split_rows: np.ndarray, with_catalog: bool = 
     parts: dict[int, list[Batch]] = {VALID: [], TEST: []}
     builder = CatalogBuilder(stream.proc) if with_catalog else None
     full: Batch | None = None
-    for ch, batch in stream.encoded():
+    for position, (ch, batch) in enumerate(stream.encoded()):
         if builder is not None:
             builder.add(ch.frame, batch.user.numpy(), ch.split == TRAIN, ch.start)
+        if cache is not None:
+            train = np.flatnonzero(ch.split == TRAIN)
+            if len(train):
+                cache.write(position, batch.take(torch.from_numpy(train)))
         if in_memory:
             full = batch
             idx = np.arange(len(ch.split))
@@ -128,6 +139,8 @@ def collect(stream: EncodedStream, split_rows: np.ndarray, with_catalog: bool = 
             rows = idx[ch.split[idx] == which]
             if len(rows):
                 parts[which].append(batch.take(torch.from_numpy(rows)))
+    if cache is not None:
+        cache.finish()
     catalog = None
     if builder is not None:
         n_users = len(stream.users)
@@ -200,7 +213,8 @@ def prepare(
             split_rows = counted[0] if counted else log.split_counts()
         stream = EncodedStream(log, processor)
         start("pass 2: evaluation rows, catalog")
-        got = collect(stream, split_rows)
+        cache = ChunkCache() if log.memory is None and cfg.data.cache_chunks else None
+        got = collect(stream, split_rows, cache=cache)
     assert got.catalog is not None
     train: Batch | TrainStream
     if got.full is not None:
@@ -214,7 +228,7 @@ def prepare(
             else got.full.take(torch.from_numpy(np.flatnonzero(is_train)))
         )
     else:
-        train = TrainStream(stream, cfg.data.shuffle_buffer_rows, cfg.data.prefetch_chunks)
+        train = TrainStream(stream, cfg.data.shuffle_buffer_rows, cfg.data.prefetch_chunks, cache)
     return Prepared(cfg, log, processor, got.catalog, train, got.valid, got.test)
 
 

@@ -167,6 +167,43 @@ def test_a_reader_thread_gives_the_same_training(data_dir: Path, streamed_job: J
     assert ahead.test_metrics == streamed_job.test_metrics
 
 
+def test_epochs_read_the_encoded_chunks_kept_by_the_preparation_pass(
+    data_dir: Path, streamed_job: Job
+) -> None:
+    prepared = prepare(_config(data_dir))
+    train = prepared.train
+    assert isinstance(train, TrainStream) and train.cache is not None and train.cache.complete
+    directory = train.cache.directory
+    # 3,000 rows in chunks of 700; the last chunk's rows are all validation or test rows.
+    assert len(list(directory.glob("chunk-*.safetensors"))) == 4
+    assert train.cache.nbytes > 0
+
+    def no_encoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached epoch re-encoded the log")
+
+    uncached = TrainStream(train.stream, train.buffer_rows)
+    expected = [b.to_tensors() for b in uncached.batches(0)]  # encodes, before the patch
+    train.stream.encoded = no_encoding  # type: ignore[method-assign]
+    got = [b.to_tensors() for b in train.batches(0)]
+    assert len(got) == len(expected) == 4
+    for g, e in zip(got, expected, strict=True):
+        assert g.keys() == e.keys()
+        for key in e:
+            assert torch.equal(g[key], e[key]), key
+    # One rank of two reads its own chunks (positions 1 and 3) from the cache too.
+    train.shard = (1, 2)
+    assert [len(b) for b in train.batches(0)] == [len(expected[i]["user"]) for i in (1, 3)]
+    train.cache.close()
+    assert not directory.exists()
+    # Training without the cache (every epoch re-encodes the log) is the same training.
+    plain = run_job(_config(data_dir, shuffle_buffer_rows=10_000, cache_chunks=False))
+    assert plain.prepared.train.cache is None  # type: ignore[union-attr]
+    assert [e.train_loss for e in plain.result.history] == [
+        e.train_loss for e in streamed_job.result.history
+    ]
+    assert plain.test_metrics == streamed_job.test_metrics
+
+
 def test_small_buffer_shows_every_training_row_once_per_epoch(data_dir: Path) -> None:
     cfg = _config(data_dir, shuffle_buffer_rows=500)
     users = pd.read_csv(data_dir / "users.csv")

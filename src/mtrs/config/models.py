@@ -86,6 +86,13 @@ class DataConfig(StrictModel):
         "thread while the model trains (0: read in turn). Off by default: on a CPU the "
         "reader competes with the training threads for the same cores (docs/performance.md).",
     )
+    cache_chunks: bool = Field(
+        default=True,
+        description="Streamed training: keep the training rows encoded on disk from the "
+        "preparation pass (a temporary directory under TMPDIR, deleted with the job), so "
+        "epochs read them instead of reading and encoding the log again. Costs about the "
+        "encoded training rows' size in disk space.",
+    )
     eval_rows: int = Field(default=200_000, ge=1)
     item_title_col: str | None = None
     display_cols: list[str] = Field(default_factory=list)

@@ -58,6 +58,42 @@ class Batch:
         """The batch in page-locked memory (for faster host-to-GPU copies)."""
         return self._map(lambda t: t.pin_memory())
 
+    def to_tensors(self) -> dict[str, Tensor]:
+        """The batch as flat named tensors (``cat``, ``hist/<name>`` …), e.g. for safetensors."""
+        out: dict[str, Tensor] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, dict):
+                out.update({f"{f.name}/{k}": t.contiguous() for k, t in v.items()})
+            else:
+                out[f.name] = v.contiguous()
+        return out
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, Tensor]) -> Batch:
+        """The batch that :meth:`to_tensors` flattened."""
+        groups: dict[str, dict[str, Tensor]] = {
+            "multi": {},
+            "hist": {},
+            "hist_value": {},
+            "hist_gap": {},
+        }
+        plain: dict[str, Tensor] = {}
+        for key, t in tensors.items():
+            group, sep, name = key.partition("/")
+            if sep:
+                groups[group][name] = t
+            else:
+                plain[key] = t
+        return Batch(
+            cat=plain["cat"],
+            num=plain["num"],
+            labels=plain["labels"],
+            mask=plain["mask"],
+            user=plain["user"],
+            **groups,
+        )
+
     @staticmethod
     def concat(parts: list[Batch]) -> Batch:
         """Rows of several batches stacked in order."""

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mtrs.data.batch import Batch
+from mtrs.data.chunk_cache import ChunkCache
 from mtrs.data.encoders import KeyIndex
 from mtrs.data.history import HistoryBuilder
 from mtrs.data.log import Chunk, Log, row_hash_key
@@ -63,12 +64,21 @@ class TrainStream:
         stream: The encoded chunks.
         buffer_rows: Rows of the trainer's shuffle buffer.
         prefetch: Chunks read and encoded ahead on a background thread (0: none).
+        cache: The training rows already encoded (filled by the preparation pass); when it is
+            complete, epochs read it instead of reading and encoding the log.
     """
 
-    def __init__(self, stream: EncodedStream, buffer_rows: int, prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        stream: EncodedStream,
+        buffer_rows: int,
+        prefetch: int = 0,
+        cache: ChunkCache | None = None,
+    ) -> None:
         self.stream = stream
         self.buffer_rows = buffer_rows
         self.prefetch = prefetch
+        self.cache = cache
         # (rank, world) under data parallelism: chunk i trains on rank i mod world, so every
         # row trains exactly once per epoch, on one rank.
         self.shard = (0, 1)
@@ -81,6 +91,9 @@ class TrainStream:
     def _batches(self) -> Iterator[Batch]:
         rank, world = self.shard
         keep = None if world == 1 else (lambda i: i % world == rank)
+        if self.cache is not None and self.cache.complete:
+            yield from self.cache.batches(keep)
+            return
         for ch, batch in self.stream.encoded(keep):
             idx = np.flatnonzero(ch.split == TRAIN)
             if len(idx):
