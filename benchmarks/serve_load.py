@@ -3,7 +3,8 @@
 It starts the service (a child process, 127.0.0.1, a free port) on a MovieLens-100K model —
 every one of the 1,682 movies scored per request, less the user's seen ones — and sends
 ``POST /v1/recommend`` for random known users from 1, 8 and 32 concurrent clients, for each
-backend. Bounded: ``--requests`` per level and ``--timeout`` per request. Prints one row per
+backend. Bounded: ``--requests`` per level and ``--timeout`` per request. The client is aiohttp
+(``--client httpx`` for the heavier httpx). Prints one row per
 backend and level (requests/s, p50/p95/p99 ms, errors) and writes them as JSON. The server
 runs with ``--no-access-log`` unless ``--access-log`` is given.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -26,6 +28,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +99,56 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+Send = Callable[[dict[str, Any]], Awaitable[bool]]
+CLIENTS = ("aiohttp", "httpx")
+
+
+@asynccontextmanager
+async def http_client(kind: str, url: str, clients: int, timeout: float) -> AsyncIterator[Send]:
+    """A pooled HTTP client of ``clients`` keep-alive connections; yields ``send(body) → ok``.
+
+    ``aiohttp`` (C-accelerated parser) is the default: the load generator runs on the same
+    cores as the server, and in one event loop its per-response work queues up behind other
+    responses and counts in their latency. ``httpx`` is the pure-Python client the tests use.
+    """
+    endpoint = f"{url}/v1/recommend"
+    if kind == "aiohttp":
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=clients)
+        session_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with aiohttp.ClientSession(connector=connector, timeout=session_timeout) as http:
+
+            async def send_aiohttp(body: dict[str, Any]) -> bool:
+                try:
+                    async with http.post(endpoint, json=body) as r:
+                        await r.read()
+                        return r.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    return False
+
+            yield send_aiohttp
+        return
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+
+        async def send_httpx(body: dict[str, Any]) -> bool:
+            try:
+                return (await client.post(endpoint, json=body)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        yield send_httpx
+
+
 async def run_level(
-    url: str, users: list[str], clients: int, requests: int, timeout: float, k: int
+    url: str,
+    users: list[str],
+    clients: int,
+    requests: int,
+    timeout: float,
+    k: int,
+    kind: str = "aiohttp",
 ) -> dict[str, Any]:
     """``requests`` recommendations spread over ``clients`` concurrent connections."""
     latencies: list[float] = []
@@ -104,29 +156,25 @@ async def run_level(
     queue = list(range(requests))
     rng = random.Random(clients)
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(send: Send) -> None:
         nonlocal errors
         while queue:
             queue.pop()
             body = {"user_id": rng.choice(users), "k": k}
             t0 = time.perf_counter()
-            try:
-                r = await http.post(f"{url}/v1/recommend", json=body)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+            ok = await send(body)
             latencies.append((time.perf_counter() - t0) * 1000.0)
             errors += not ok
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+    async with http_client(kind, url, clients, timeout) as send:
         start, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        await asyncio.gather(*(client(send) for _ in range(clients)))
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu
     lat = np.array(latencies)
     return {
         "clients": clients,
+        "client": kind,
         "requests": len(lat),
         "errors": errors,
         "requests_per_s": len(lat) / seconds,
@@ -161,8 +209,16 @@ def main() -> None:
         help="Run the server with its per-request access log (off by default here: the "
         "benchmark measures the service, not its logging).",
     )
+    p.add_argument(
+        "--client",
+        default="aiohttp",
+        choices=CLIENTS,
+        help="Load client (aiohttp: the bench extra's; httpx: the serve extra's, heavier).",
+    )
     p.add_argument("--json", help="Write the rows as JSON here.")
     args = p.parse_args()
+    if args.client == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        raise SystemExit("--client aiohttp needs the bench extra: pip install 'mtrs[bench]'")
     model = prepare_model(args)
     rows = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -172,11 +228,12 @@ def main() -> None:
             users = httpx.get(f"{url}/v1/users?limit=500", timeout=10).json()["user_ids"]
             print(f"{backend}: {info['architecture']}, {info['num_items']} items, "
                   f"{len(users)} users sampled")  # fmt: skip
-            asyncio.run(run_level(url, users, 1, 20, args.timeout, args.k))  # warm-up
+            warm = run_level(url, users, 1, 20, args.timeout, args.k, args.client)
+            asyncio.run(warm)
             for clients in [int(c) for c in args.clients.split(",")]:
                 server_cpu = process_cpu_seconds(proc.pid)
                 row = asyncio.run(
-                    run_level(url, users, clients, args.requests, args.timeout, args.k)
+                    run_level(url, users, clients, args.requests, args.timeout, args.k, args.client)
                 )
                 row["backend"] = backend
                 after = process_cpu_seconds(proc.pid)
