@@ -137,6 +137,21 @@ def test_quickstart_with_a_config_and_architectures(
     assert str(out / "data" / "interactions.csv") in saved
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_quickstart_with_a_config_that_does_not_fit_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], existing: bool
+) -> None:
+    bad = Path(__file__).resolve().parents[2] / "configs" / "examples" / "ratings.toml"
+    out = tmp_path / "qs"
+    if existing:
+        out.mkdir()  # an empty directory of the user's: kept, and left empty
+    assert run(["quickstart", "--out", str(out), *TINY_LOG, "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "data.user_col: column 'userId' not found" in err and "Traceback" not in err
+    assert out.exists() == existing
+    assert not existing or not any(out.iterdir())
+
+
 def test_quickstart_rejects_an_unknown_architecture_before_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

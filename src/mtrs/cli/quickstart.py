@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +17,12 @@ from mtrs.errors import MtrsUserError
 from mtrs.outdir import QUICKSTART, check_out
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from mtrs.config.models import JobConfig
+    from mtrs.datasets.synth import SynthSpec
     from mtrs.job import Job
+    from mtrs.prepare import Prepared
 
 ARCHITECTURES = {
     "single": "hard parallel (single)",
@@ -84,6 +90,39 @@ def write_report(out: Path, jobs: dict[str, Job], oracle: dict[str, dict[str, fl
     return rep.write(out / "report.html")
 
 
+def _generate_and_prepare(
+    out: Path,
+    spec: SynthSpec,
+    user_cfg: JobConfig | None,
+    config: Path | None,
+    epochs: int | None,
+    seed: int,
+) -> tuple[Prepared, JobConfig, pd.DataFrame]:
+    """Write the synthetic tables under ``out/data`` and prepare the job on them."""
+    import pandas as pd
+
+    from mtrs.datasets.quickstart import write_synth
+    from mtrs.prepare import prepare
+
+    data_dir = out / "data"
+    generated = write_synth(data_dir, spec)
+    console.print(
+        f"[bold]1.[/] synthetic log: {spec.num_events:,} impressions, {spec.num_users:,} "
+        f"users, {spec.num_items:,} items → {data_dir}"
+    )
+    truth = pd.read_csv(data_dir / "truth.csv")
+    base = load_config(generated)
+    options: dict[str, Any] = {}
+    if user_cfg is not None:
+        base = user_cfg
+        options = {f"data.{t}": str(getattr(load_config(generated).data, t)) for t in DATA_TABLES}
+    options.update(dict.fromkeys(seed_keys(base), seed))
+    if epochs is not None:
+        options["train.epochs"] = epochs
+    base = override(base, options, str(config or generated))
+    return prepare(base), base, truth
+
+
 def quickstart(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/quickstart"),
     events: Annotated[int, typer.Option(help="Synthetic impressions.")] = 100_000,
@@ -120,34 +159,26 @@ def quickstart(
         get_architecture(name)
     user_cfg = load_config(config) if config is not None else None  # a bad file fails first
     check_out(out, QUICKSTART, overwrite)
-    import pandas as pd
-
     from mtrs.artifact import load_model, save_job
-    from mtrs.datasets.quickstart import oracle_metrics, write_synth
+    from mtrs.datasets.quickstart import oracle_metrics
     from mtrs.datasets.synth import SynthSpec
     from mtrs.job import run_job
-    from mtrs.prepare import prepare
 
     start = time.perf_counter()
-    data_dir = out / "data"
-    generated = write_synth(
-        data_dir, SynthSpec(num_users=users, num_items=items, num_events=events, seed=seed)
-    )
-    console.print(
-        f"[bold]1.[/] synthetic log: {events:,} impressions, {users:,} users, "
-        f"{items:,} items → {data_dir}"
-    )
-    truth = pd.read_csv(data_dir / "truth.csv")
-    base = load_config(generated)
-    options: dict[str, Any] = {}
-    if user_cfg is not None:
-        base = user_cfg
-        options = {f"data.{t}": str(getattr(load_config(generated).data, t)) for t in DATA_TABLES}
-    options.update(dict.fromkeys(seed_keys(base), seed))
-    if epochs is not None:
-        options["train.epochs"] = epochs
-    base = override(base, options, str(config or generated))
-    prepared = prepare(base)
+    existed = out.exists()
+    fresh = not existed or not any(out.iterdir())  # check_out allows these, or a quickstart's
+    try:
+        prepared, base, truth = _generate_and_prepare(
+            out, SynthSpec(num_users=users, num_items=items, num_events=events, seed=seed),
+            user_cfg, config, epochs, seed,
+        )  # fmt: skip
+    except MtrsUserError:
+        # A --config that does not fit the generated tables: nothing half-written stays
+        # behind in a directory this command created.
+        if fresh:
+            for entry in out.iterdir() if existed else [out]:
+                shutil.rmtree(entry, ignore_errors=True)
+        raise
     jobs: dict[str, Job] = {}
     for arch in names:
         label = ARCHITECTURES.get(arch, arch)
