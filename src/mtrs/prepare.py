@@ -212,8 +212,8 @@ def prepare(
         else:
             split_rows = counted[0] if counted else log.split_counts()
         stream = EncodedStream(log, processor)
-        start("pass 2: evaluation rows, catalog")
         cache = ChunkCache() if log.memory is None and cfg.data.cache_chunks else None
+        start("pass 2: evaluation rows, catalog" + (", encoded training rows" if cache else ""))
         got = collect(stream, split_rows, cache=cache)
     assert got.catalog is not None
     train: Batch | TrainStream
