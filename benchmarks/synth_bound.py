@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 import tomllib
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,11 @@ from mtrs.data.split import TEST, TRAIN, SplitInput, assign_split
 from mtrs.datasets.quickstart import quickstart_config_text
 from mtrs.datasets.synth import CLICK_AFFINITY, LATENT_DIM, ClickFactors, SynthSpec, generate
 from mtrs.eval.metrics import auc
+
+
+def click_logit(rest: Any, users: Any, items: Any, user: Any, item: Any) -> Any:
+    """The generator's click logit with the given latent tables (NumPy arrays or tensors)."""
+    return rest + CLICK_AFFINITY * (users[user] * items[item]).sum(1) / np.sqrt(LATENT_DIM)
 
 
 def fit_latents(
@@ -68,7 +74,7 @@ def fit_latents(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        z = rest + CLICK_AFFINITY * (users[user] * items[item]).sum(1) / np.sqrt(LATENT_DIM)
+        z = click_logit(rest, users, items, user, item)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="sum")
         loss = loss + 0.5 * (users**2).sum() / user_var
         if fit_items:
@@ -111,14 +117,11 @@ def main() -> None:
     print(f"  oracle (true probabilities)   test click AUC {oracle:.4f}")
     floor = auc(click[test], f.rest_logit[test])
     print(f"  no affinity (rest exact)      test click AUC {floor:.4f}  gap {oracle - floor:.4f}")
+    cols = (user, item, click)
     for name, fit_items in (("MAP users", False), ("MAP users and items", True)):
         start = time.perf_counter()
-        cols = (user, item, click)
         users, items = fit_latents(f, train, cols, fit_items, args.iterations)
-        z = f.rest_logit[test] + CLICK_AFFINITY * np.sum(
-            users[user[test]] * items[item[test]], axis=1
-        ) / np.sqrt(LATENT_DIM)
-        a = auc(click[test], z)
+        a = auc(click[test], click_logit(f.rest_logit[test], users, items, user[test], item[test]))
         print(
             f"  {name:<29} test click AUC {a:.4f}  gap {oracle - a:.4f}  "
             f"({time.perf_counter() - start:.0f} s)"

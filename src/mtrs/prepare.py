@@ -24,7 +24,7 @@ from mtrs.data.fitter import ProcessorFitter
 from mtrs.data.log import FrameLog, Log, open_log
 from mtrs.data.processor import FittedProcessor
 from mtrs.data.split import TEST, TRAIN, VALID
-from mtrs.data.stream import EncodedStream, TrainStream, eval_sample
+from mtrs.data.stream import EncodedStream, TrainStream, eval_sample, train_rows
 from mtrs.data.tables import Tables, check_item_columns
 from mtrs.errors import MtrsUserError
 from mtrs.recommend.catalog import Catalog, CatalogBuilder
@@ -126,10 +126,8 @@ def collect(
     for position, (ch, batch) in enumerate(stream.encoded()):
         if builder is not None:
             builder.add(ch.frame, batch.user.numpy(), ch.split == TRAIN, ch.start)
-        if cache is not None:
-            train = np.flatnonzero(ch.split == TRAIN)
-            if len(train):
-                cache.write(position, batch.take(torch.from_numpy(train)))
+        if cache is not None and (rows := train_rows(ch, batch)) is not None:
+            cache.write(position, rows)
         if in_memory:
             full = batch
             idx = np.arange(len(ch.split))

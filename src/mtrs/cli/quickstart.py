@@ -111,11 +111,11 @@ def _generate_and_prepare(
         f"users, {spec.num_items:,} items → {data_dir}"
     )
     truth = pd.read_csv(data_dir / "truth.csv")
-    base = load_config(generated)
+    base = packaged = load_config(generated)
     options: dict[str, Any] = {}
     if user_cfg is not None:
         base = user_cfg
-        options = {f"data.{t}": str(getattr(load_config(generated).data, t)) for t in DATA_TABLES}
+        options = {f"data.{t}": str(getattr(packaged.data, t)) for t in DATA_TABLES}
     options.update(dict.fromkeys(seed_keys(base), seed))
     if epochs is not None:
         options["train.epochs"] = epochs

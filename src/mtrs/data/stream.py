@@ -57,6 +57,12 @@ class EncodedStream:
             yield ch, batch
 
 
+def train_rows(chunk: Chunk, batch: Batch) -> Batch | None:
+    """The training rows of an encoded chunk (None when it has none)."""
+    idx = np.flatnonzero(chunk.split == TRAIN)
+    return batch.take(torch.from_numpy(idx)) if len(idx) else None
+
+
 class TrainStream:
     """The training rows of an :class:`EncodedStream`, for ``Trainer.fit`` (a ``BatchStream``).
 
@@ -95,9 +101,9 @@ class TrainStream:
             yield from self.cache.batches(keep)
             return
         for ch, batch in self.stream.encoded(keep):
-            idx = np.flatnonzero(ch.split == TRAIN)
-            if len(idx):
-                yield batch.take(torch.from_numpy(idx))
+            rows = train_rows(ch, batch)
+            if rows is not None:
+                yield rows
 
 
 def eval_sample(split: np.ndarray, start: int, rates: dict[int, float], seed: int) -> np.ndarray:

@@ -235,7 +235,7 @@ class Recommender:
         elif predictor is None and supports_split(model):
             self.split = SplitScorer(model, tasks).eval()
         # A Protocol isinstance check walks the protocol's members: once, not per request.
-        self._batched = isinstance(self.split, BatchedSplitPredictor)
+        self._many = self.split if isinstance(self.split, BatchedSplitPredictor) else None
         self._item_cache: (
             tuple[tuple[tuple[object, ...], tuple[int, ...]], dict[str, Tensor]] | None
         ) = None
@@ -446,7 +446,7 @@ class Recommender:
         rows = torch.cat(cands) if cands else torch.zeros(0, dtype=torch.long)
         parts: dict[str, list[np.ndarray]] = {t: [] for t in names}
         split = self.split
-        batched = self._batched
+        many = self._many
         if split is not None and len(rows):
             items = self.item_side()
             scored = [u for u, r in enumerate(cands) if len(r)]
@@ -455,15 +455,15 @@ class Recommender:
             sides: list[dict[str, Tensor]] = [{} for _ in cands]
             for u, side in zip(scored, split.user_sides(user_rows), strict=True):
                 sides[u] = side
-        for pieces in _chunks(spans, self.cfg.chunk_size, together=batched):
+        for pieces in _chunks(spans, self.cfg.chunk_size, together=many is not None):
             u = pieces[0][0]
             chunk_rows = rows[pieces[0][1] : pieces[-1][2]]
             if split is None:
                 preds = self.predictor(self._assemble(feats[u], ctx[u], chunk_rows), False)
             else:
                 selected = _rows_of(items, chunk_rows)
-                if batched and len(pieces) > 1:
-                    preds = split.candidates_many(  # type: ignore[attr-defined]
+                if many is not None and len(pieces) > 1:
+                    preds = many.candidates_many(
                         selected,
                         [sides[o] for o, _, _ in pieces],
                         [hi - lo for _, lo, hi in pieces],

@@ -18,6 +18,7 @@ that mix the two sides go through the first layers' weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -81,6 +82,16 @@ def supports_split(model: nn.Module) -> bool:
     return isinstance(model, HardParallelModel | MultiTaskModel)
 
 
+@dataclass
+class _PartMaps:
+    """A part's first layers, their parameters, and the maps built at ``versions``."""
+
+    layers: list[nn.Module]
+    params: list[nn.Parameter]
+    versions: tuple[int, ...] = ()
+    maps: InputMaps | None = None
+
+
 class SplitScorer(nn.Module):
     """The torch model's predictions, computed side by side (see the module docstring).
 
@@ -99,10 +110,10 @@ class SplitScorer(nn.Module):
         self.tasks = tasks
         self.prefixed = len(self.models) > 1 or isinstance(model, HardParallelModel)
         self.fold_budget_bytes = FOLD_BUDGET_BYTES
-        self._maps: dict[int, tuple[tuple[int, ...], InputMaps]] = {}
-        # The parts' first layers and their parameters, listed once (the layers never change;
-        # only their weights may, which the parameters' version counters show).
-        self._input_layers: dict[int, tuple[list[nn.Module], list[Tensor]]] = {}
+        # Per part: its first layers and their parameters, listed once (the layers never
+        # change; only their weights may, which the parameters' version counters show), and
+        # the maps built at those versions.
+        self._maps: dict[int, _PartMaps] = {}
 
     def _key(self, part: int, name: str) -> str:
         return f"{part}{PART_SEPARATOR}{name}" if self.prefixed else name
@@ -119,23 +130,19 @@ class SplitScorer(nn.Module):
         Built once and rebuilt only when one of those layers' weights changed in place
         (their version counters), not on every chunk and request.
         """
-        listed = self._input_layers.get(part)
-        if listed is None:
+        entry = self._maps.get(part)
+        if entry is None:
             model = self.models[part]
             assert isinstance(model, MultiTaskModel)
             layers = model.arch.input_layers(model.event_tasks) or []
-            listed = self._input_layers[part] = (
-                layers,
-                [p for layer in layers for p in layer.parameters()],
-            )
-        layers, params = listed
-        if not layers:
+            params = [p for layer in layers for p in layer.parameters()]
+            entry = self._maps[part] = _PartMaps(layers, params)
+        if not entry.layers:
             return None
-        versions = tuple(p._version for p in params)
-        cached = self._maps.get(part)
-        if cached is None or cached[0] != versions:
-            cached = self._maps[part] = (versions, InputMaps.of(layers))
-        return cached[1]
+        versions = tuple(p._version for p in entry.params)
+        if entry.maps is None or entry.versions != versions:
+            entry.versions, entry.maps = versions, InputMaps.of(entry.layers)
+        return entry.maps
 
     def folds(self, maps: InputMaps, rows: int) -> bool:
         """Whether an item side of ``rows`` rows caches pre-activations (P values per row)
